@@ -1,0 +1,1 @@
+//! Testing for eventsource (filled in by its own issue).

@@ -1,0 +1,368 @@
+//! Domain events, their envelope and their payload.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::DecodeError;
+
+/// A fact that happened to an aggregate, with a stable stored identity.
+///
+/// Implement it with `#[derive(DomainEvent)]`: the derive sets the stored
+/// [`NAME`](DomainEvent::NAME) (the type's name unless `#[event(name = "...")]`
+/// says otherwise), the schema [`VERSION`](DomainEvent::VERSION) (1 unless
+/// `#[event(version = N)]`), the owning [`AGGREGATE_TYPE`](DomainEvent::AGGREGATE_TYPE)
+/// and registers the type so that stored events decode by name.
+///
+/// ```
+/// use eventsource::DomainEvent;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+/// #[event(aggregate = "Order", name = "order.shipped", version = 2)]
+/// pub struct OrderShipped {
+///     pub tracking_number: String,
+/// }
+///
+/// assert_eq!(OrderShipped::NAME, "order.shipped");
+/// assert_eq!(OrderShipped::VERSION, 2);
+/// assert_eq!(OrderShipped::AGGREGATE_TYPE, "Order");
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a domain event",
+    label = "not a `DomainEvent`",
+    note = "add `#[derive(DomainEvent)]` and `#[event(aggregate = \"...\")]` to `{Self}`"
+)]
+pub trait DomainEvent:
+    Clone + fmt::Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The name the event is stored under. Never change it once events are stored.
+    const NAME: &'static str;
+    /// The schema version of the payload, starting at 1.
+    const VERSION: u32;
+    /// The type name of the aggregate that owns this event.
+    const AGGREGATE_TYPE: &'static str;
+}
+
+/// Free-form metadata carried by every event.
+pub type Metadata = BTreeMap<String, serde_json::Value>;
+
+/// Everything known about an event besides its payload.
+///
+/// An envelope is stamped when an event is recorded on an
+/// [`AggregateRoot`](crate::AggregateRoot); the store adds the global position and the
+/// storage time (see [`RecordedEvent`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    /// Unique id of the event (UUID v7, time ordered). Appending an id that is already
+    /// stored is an idempotent retry.
+    pub event_id: Uuid,
+    /// The stored name ([`DomainEvent::NAME`]).
+    pub event_name: Cow<'static, str>,
+    /// The schema version of the payload ([`DomainEvent::VERSION`] when it was written).
+    pub schema_version: u32,
+    /// The aggregate the event belongs to.
+    pub aggregate_id: Uuid,
+    /// The type of that aggregate ([`Aggregate::TYPE`](crate::Aggregate::TYPE)).
+    pub aggregate_type: Cow<'static, str>,
+    /// The aggregate's version after this event: 1 for the first event of a stream.
+    pub aggregate_version: u64,
+    /// When the event happened (UTC).
+    pub occurred_at: DateTime<Utc>,
+    /// The tenant that owns the event, if the application is multi-tenant.
+    pub tenant_id: Option<String>,
+    /// Groups every event caused, directly or not, by one request.
+    pub correlation_id: Option<Uuid>,
+    /// The id of the message (command or event) that caused this event.
+    pub causation_id: Option<Uuid>,
+    /// Who caused the event (a user, a service).
+    pub actor_id: Option<String>,
+    /// Anything else worth keeping with the event.
+    pub metadata: Metadata,
+}
+
+/// Context stamped on every event an [`AggregateRoot`](crate::AggregateRoot) records:
+/// tenancy, tracing ids and metadata.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventContext {
+    /// Copied into [`EventEnvelope::tenant_id`].
+    pub tenant_id: Option<String>,
+    /// Copied into [`EventEnvelope::correlation_id`].
+    pub correlation_id: Option<Uuid>,
+    /// Copied into [`EventEnvelope::causation_id`].
+    pub causation_id: Option<Uuid>,
+    /// Copied into [`EventEnvelope::actor_id`].
+    pub actor_id: Option<String>,
+    /// Merged into [`EventEnvelope::metadata`].
+    pub metadata: Metadata,
+}
+
+impl EventContext {
+    /// An empty context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the tenant.
+    pub fn tenant(mut self, tenant_id: impl Into<String>) -> Self {
+        self.tenant_id = Some(tenant_id.into());
+        self
+    }
+
+    /// Sets the correlation id.
+    pub fn correlation(mut self, id: Uuid) -> Self {
+        self.correlation_id = Some(id);
+        self
+    }
+
+    /// Sets the causation id.
+    pub fn causation(mut self, id: Uuid) -> Self {
+        self.causation_id = Some(id);
+        self
+    }
+
+    /// Sets the actor.
+    pub fn actor(mut self, actor_id: impl Into<String>) -> Self {
+        self.actor_id = Some(actor_id.into());
+        self
+    }
+
+    /// Adds one metadata entry.
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// An event value with its type erased, as kept in memory.
+///
+/// Every [`DomainEvent`] is an `ErasedEvent`; you rarely name this trait yourself.
+pub trait ErasedEvent: Any + Send + Sync + fmt::Debug {
+    /// [`DomainEvent::NAME`] of the concrete type.
+    fn event_name(&self) -> &'static str;
+    /// [`DomainEvent::VERSION`] of the concrete type.
+    fn schema_version(&self) -> u32;
+    /// The Rust type name, for error messages.
+    fn rust_type(&self) -> &'static str;
+    /// Serializes the value to JSON text.
+    fn to_json(&self) -> Result<String, serde_json::Error>;
+    /// Upcast to `Any`, to downcast to the concrete type.
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<E: DomainEvent> ErasedEvent for E {
+    fn event_name(&self) -> &'static str {
+        E::NAME
+    }
+
+    fn schema_version(&self) -> u32 {
+        E::VERSION
+    }
+
+    fn rust_type(&self) -> &'static str {
+        std::any::type_name::<E>()
+    }
+
+    fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The body of an event: a typed value in memory, or JSON text read from a database.
+///
+/// In-process paths (recording on an aggregate, the in-memory store, the in-memory bus)
+/// never serialize: the typed value is shared. Database backends write
+/// [`Payload::to_json`] and read back [`Payload::Json`]. Either way
+/// [`Payload::with`] hands a handler a `&E` without boxing.
+#[derive(Clone)]
+pub enum Payload {
+    /// A typed value, shared.
+    Typed(Arc<dyn ErasedEvent>),
+    /// JSON text as stored.
+    Json(String),
+}
+
+impl Payload {
+    /// Wraps a typed event.
+    pub fn typed<E: DomainEvent>(event: E) -> Self {
+        Payload::Typed(Arc::new(event))
+    }
+
+    /// Wraps stored JSON text.
+    pub fn json(text: impl Into<String>) -> Self {
+        Payload::Json(text.into())
+    }
+
+    /// The payload as JSON text (serializing a typed value).
+    pub fn to_json(&self) -> Result<Cow<'_, str>, serde_json::Error> {
+        match self {
+            Payload::Typed(value) => value.to_json().map(Cow::Owned),
+            Payload::Json(text) => Ok(Cow::Borrowed(text)),
+        }
+    }
+
+    /// The payload as a JSON value.
+    pub fn to_json_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        match self {
+            Payload::Typed(value) => serde_json::from_str(&value.to_json()?),
+            Payload::Json(text) => serde_json::from_str(text),
+        }
+    }
+
+    /// Calls `f` with the payload as `&E`: a downcast for a typed payload, a decode for
+    /// JSON. `name` is the stored event name, used in errors.
+    ///
+    /// # Errors
+    /// [`DecodeError::Payload`] when the JSON does not fit `E`,
+    /// [`DecodeError::TypeMismatch`] when a typed payload holds another type.
+    pub fn with<E: DomainEvent, R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&E) -> R,
+    ) -> Result<R, DecodeError> {
+        match self {
+            Payload::Typed(value) => match value.as_any().downcast_ref::<E>() {
+                Some(event) => Ok(f(event)),
+                None => Err(DecodeError::TypeMismatch {
+                    name: name.to_owned(),
+                    expected: std::any::type_name::<E>(),
+                    actual: value.rust_type(),
+                }),
+            },
+            Payload::Json(text) => match serde_json::from_str::<E>(text) {
+                Ok(event) => Ok(f(&event)),
+                Err(source) => Err(DecodeError::Payload {
+                    name: name.to_owned(),
+                    rust_type: std::any::type_name::<E>(),
+                    source,
+                }),
+            },
+        }
+    }
+
+    /// The payload as an owned `E` (a clone for a typed payload, a decode for JSON).
+    ///
+    /// # Errors
+    /// As [`Payload::with`].
+    pub fn decode<E: DomainEvent>(&self, name: &str) -> Result<E, DecodeError> {
+        match self {
+            Payload::Json(text) => {
+                serde_json::from_str::<E>(text).map_err(|source| DecodeError::Payload {
+                    name: name.to_owned(),
+                    rust_type: std::any::type_name::<E>(),
+                    source,
+                })
+            }
+            Payload::Typed(_) => self.with(name, E::clone),
+        }
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Payload::Typed(value) => fmt::Debug::fmt(value, f),
+            Payload::Json(text) => write!(f, "Json({text})"),
+        }
+    }
+}
+
+/// An event recorded on an aggregate and not yet stored.
+#[derive(Debug, Clone)]
+pub struct UncommittedEvent {
+    /// Identity, position in the stream and context.
+    pub envelope: EventEnvelope,
+    /// The event itself.
+    pub payload: Payload,
+}
+
+/// An event as stored: the envelope, the payload, its global position and when it was
+/// stored.
+#[derive(Debug, Clone)]
+pub struct RecordedEvent {
+    /// Identity, position in the stream and context.
+    pub envelope: EventEnvelope,
+    /// The event itself.
+    pub payload: Payload,
+    /// Position in the store's global log: 1 for the first event ever stored, strictly
+    /// increasing in the order readers see events.
+    pub position: u64,
+    /// When the store accepted the event.
+    pub stored_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    /// The stored event name.
+    pub fn name(&self) -> &str {
+        &self.envelope.event_name
+    }
+
+    /// The event id.
+    pub fn event_id(&self) -> Uuid {
+        self.envelope.event_id
+    }
+
+    /// The aggregate id.
+    pub fn aggregate_id(&self) -> Uuid {
+        self.envelope.aggregate_id
+    }
+
+    /// The aggregate's version after this event.
+    pub fn aggregate_version(&self) -> u64 {
+        self.envelope.aggregate_version
+    }
+
+    /// Whether the event is an `E` (by stored name).
+    pub fn is<E: DomainEvent>(&self) -> bool {
+        self.envelope.event_name == E::NAME
+    }
+
+    /// Decodes the payload as `E`, checking name and schema version first.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when the event is not an `E`, was written with another schema
+    /// version, or its payload does not decode.
+    pub fn decode<E: DomainEvent>(&self) -> Result<E, DecodeError> {
+        check_identity::<E>(&self.envelope)?;
+        self.payload.decode(&self.envelope.event_name)
+    }
+
+    /// Builds the stored form of an uncommitted event.
+    pub fn from_uncommitted(event: UncommittedEvent, position: u64, stored_at: DateTime<Utc>) -> Self {
+        RecordedEvent {
+            envelope: event.envelope,
+            payload: event.payload,
+            position,
+            stored_at,
+        }
+    }
+}
+
+/// Checks that an envelope names `E` at its current schema version.
+pub(crate) fn check_identity<E: DomainEvent>(envelope: &EventEnvelope) -> Result<(), DecodeError> {
+    if envelope.event_name != E::NAME {
+        return Err(DecodeError::WrongEvent {
+            expected: E::NAME,
+            actual: envelope.event_name.to_string(),
+        });
+    }
+    if envelope.schema_version != E::VERSION {
+        return Err(DecodeError::SchemaVersion {
+            name: E::NAME,
+            stored: envelope.schema_version,
+            expected: E::VERSION,
+        });
+    }
+    Ok(())
+}

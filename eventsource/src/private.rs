@@ -1,0 +1,78 @@
+//! What generated code needs. Not a public API: anything here may change in any release.
+
+pub use inventory;
+
+pub use crate::registry::EventRegistration;
+use crate::error::ApplyError;
+use crate::event::{DomainEvent, EventEnvelope, Payload, check_identity};
+
+/// Decodes `payload` as `E` (checking the schema version) and calls `f` with it.
+#[inline]
+pub fn decode_with<E: DomainEvent, R>(
+    envelope: &EventEnvelope,
+    payload: &Payload,
+    f: impl FnOnce(&E) -> R,
+) -> Result<R, ApplyError> {
+    if envelope.schema_version != E::VERSION {
+        check_identity::<E>(envelope)?;
+    }
+    Ok(payload.with(&envelope.event_name, f)?)
+}
+
+/// The outcome of replaying an event an aggregate has no handler for.
+#[cold]
+pub fn unhandled(aggregate_type: &'static str, event_name: &str, ignore: bool) -> Result<(), ApplyError> {
+    if ignore {
+        Ok(())
+    } else {
+        Err(ApplyError::Unhandled {
+            aggregate_type,
+            event_name: event_name.to_owned(),
+        })
+    }
+}
+
+/// The error for decoding an event that is not a variant of an aggregate's event enum.
+#[cold]
+pub fn not_a_variant(aggregate_type: &'static str, event_name: &str) -> ApplyError {
+    ApplyError::Unhandled {
+        aggregate_type,
+        event_name: event_name.to_owned(),
+    }
+}
+
+/// `a == b`, usable in constants (compile-time checks in generated code).
+pub const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Asserts at compile time that `T` is a [`DomainEvent`]; generated with the user's span.
+pub const fn assert_domain_event<T: DomainEvent>() {}
+
+/// Registers an event type in the global registry.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __register_event {
+    ($ty:ty) => {
+        $crate::__private::inventory::submit! {
+            $crate::__private::EventRegistration::of::<$ty>(::core::concat!(
+                ::core::module_path!(),
+                "::",
+                ::core::stringify!($ty)
+            ))
+        }
+    };
+}
+
+pub use crate::__register_event as register_event;

@@ -1,0 +1,355 @@
+//! A thread-safe in-memory event store, for tests, examples and single-process tools.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{AppendResult, EventStore, ExpectedVersion, ReadAll, StreamEvents};
+use crate::error::{ConcurrencyError, StoreError};
+use crate::event::{RecordedEvent, UncommittedEvent};
+
+/// Hashes UUIDs with one multiply per word: their bits are already well spread, and this
+/// store is not exposed to adversarial keys.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+}
+
+type IdMap<V> = HashMap<Uuid, V, BuildHasherDefault<IdHasher>>;
+
+struct Stream {
+    aggregate_type: Cow<'static, str>,
+    events: Vec<Arc<RecordedEvent>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The global log; an event's position is its index + 1.
+    log: Vec<Arc<RecordedEvent>>,
+    /// Streams by aggregate id (almost always one per id).
+    streams: IdMap<Vec<Stream>>,
+    /// Position of every stored event id.
+    ids: IdMap<u64>,
+}
+
+impl Inner {
+    fn stream(&self, aggregate_type: &str, aggregate_id: Uuid) -> Option<&Stream> {
+        self.streams
+            .get(&aggregate_id)?
+            .iter()
+            .find(|stream| stream.aggregate_type == aggregate_type)
+    }
+
+    fn event_at(&self, position: u64) -> Option<&Arc<RecordedEvent>> {
+        usize::try_from(position).ok().and_then(|p| self.log.get(p.checked_sub(1)?))
+    }
+}
+
+/// An [`EventStore`] in memory: thread-safe, with helpers for tests.
+///
+/// Events keep their typed payload: nothing is serialized on the way in or out, so
+/// replays cost a downcast per event. (Use a database backend, or
+/// `eventsource-test`'s serialization snapshots, to check the wire format.)
+///
+/// ```
+/// # use eventsource::{InMemoryEventStore, EventStore};
+/// # tokio_test_block_on(async {
+/// let store = InMemoryEventStore::new();
+/// assert_eq!(store.event_count(), 0);
+/// assert_eq!(store.current_position().await?, 0);
+/// # Ok::<(), eventsource::StoreError>(())
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Default)]
+pub struct InMemoryEventStore {
+    inner: RwLock<Inner>,
+    appended: Arc<Notify>,
+}
+
+impl std::fmt::Debug for InMemoryEventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryEventStore")
+            .field("events", &self.event_count())
+            .finish()
+    }
+}
+
+impl InMemoryEventStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // No code path panics while holding the lock, so a poisoned lock holds
+        // consistent data.
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes every event (positions start again at 1).
+    pub fn clear(&self) {
+        *self.write() = Inner::default();
+    }
+
+    /// How many events are stored.
+    pub fn event_count(&self) -> usize {
+        self.read().log.len()
+    }
+
+    /// Every event, in global order.
+    pub fn all_events(&self) -> Vec<Arc<RecordedEvent>> {
+        self.read().log.clone()
+    }
+
+    /// The ids of every aggregate with events, in the order their first event was stored.
+    pub fn aggregate_ids(&self) -> Vec<Uuid> {
+        let inner = self.read();
+        let mut seen = IdMap::default();
+        inner
+            .log
+            .iter()
+            .filter(|event| seen.insert(event.envelope.aggregate_id, ()).is_none())
+            .map(|event| event.envelope.aggregate_id)
+            .collect()
+    }
+
+    /// The position of the last stored event (0 when empty).
+    pub fn global_position(&self) -> u64 {
+        self.read().log.len() as u64
+    }
+
+    fn invalid(aggregate_type: &str, aggregate_id: Uuid, reason: String) -> StoreError {
+        StoreError::InvalidAppend {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id,
+            reason,
+        }
+    }
+
+    /// Checks the batch against the stream and the stored ids. `Ok(Some(..))` is an
+    /// idempotent retry.
+    fn check_batch(
+        inner: &Inner,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        events: &[UncommittedEvent],
+    ) -> Result<Option<Vec<Arc<RecordedEvent>>>, StoreError> {
+        for event in events {
+            let envelope = &event.envelope;
+            if envelope.aggregate_id != aggregate_id || envelope.aggregate_type != aggregate_type {
+                return Err(Self::invalid(
+                    aggregate_type,
+                    aggregate_id,
+                    format!(
+                        "event {} belongs to {} {}",
+                        envelope.event_id, envelope.aggregate_type, envelope.aggregate_id
+                    ),
+                ));
+            }
+        }
+        if events.len() > 1 {
+            let mut ids: Vec<u128> = events.iter().map(|e| e.envelope.event_id.as_u128()).collect();
+            ids.sort_unstable();
+            if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
+                return Err(Self::invalid(
+                    aggregate_type,
+                    aggregate_id,
+                    format!("event id {} appears twice in the batch", Uuid::from_u128(pair[0])),
+                ));
+            }
+        }
+        let mut stored = Vec::new();
+        for (index, event) in events.iter().enumerate() {
+            let id = event.envelope.event_id;
+            match inner.ids.get(&id).and_then(|position| inner.event_at(*position)) {
+                None if stored.is_empty() => {}
+                None => {
+                    return Err(StoreError::DuplicateEvent {
+                        event_id: events[0].envelope.event_id,
+                        reason: "only part of the batch was stored before; resend the original batch",
+                    });
+                }
+                Some(existing) => {
+                    let same_stream = existing.envelope.aggregate_id == aggregate_id
+                        && existing.envelope.aggregate_type == aggregate_type;
+                    if !same_stream {
+                        return Err(StoreError::DuplicateEvent {
+                            event_id: id,
+                            reason: "it belongs to another stream",
+                        });
+                    }
+                    if stored.len() != index {
+                        return Err(StoreError::DuplicateEvent {
+                            event_id: id,
+                            reason: "only part of the batch was stored before; resend the original batch",
+                        });
+                    }
+                    stored.push(Arc::clone(existing));
+                }
+            }
+        }
+        Ok((!stored.is_empty()).then_some(stored))
+    }
+}
+
+#[async_trait]
+impl EventStore for InMemoryEventStore {
+    async fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: Vec<UncommittedEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        let mut guard = self.write();
+        let actual = guard
+            .stream(aggregate_type, aggregate_id)
+            .map_or(0, |stream| stream.events.len() as u64);
+        if let Some(stored) = Self::check_batch(&guard, aggregate_type, aggregate_id, &events)? {
+            return Ok(AppendResult {
+                new_version: actual,
+                events: stored,
+                already_stored: true,
+            });
+        }
+        if !expected.matches(actual) {
+            return Err(ConcurrencyError {
+                aggregate_type: aggregate_type.to_owned(),
+                aggregate_id,
+                expected,
+                actual,
+            }
+            .into());
+        }
+        if events.is_empty() {
+            return Ok(AppendResult {
+                new_version: actual,
+                events: Vec::new(),
+                already_stored: false,
+            });
+        }
+
+        let stored_at = Utc::now();
+        let inner = &mut *guard;
+        let streams = inner.streams.entry(aggregate_id).or_default();
+        let index = match streams.iter().position(|s| s.aggregate_type == aggregate_type) {
+            Some(index) => index,
+            None => {
+                streams.push(Stream {
+                    aggregate_type: events[0].envelope.aggregate_type.clone(),
+                    events: Vec::new(),
+                });
+                streams.len() - 1
+            }
+        };
+        let stream = &mut streams[index];
+        let mut recorded = Vec::with_capacity(events.len());
+        let mut version = actual;
+        stream.events.reserve(events.len());
+        for mut event in events {
+            version += 1;
+            event.envelope.aggregate_version = version;
+            let position = inner.log.len() as u64 + 1;
+            let record = Arc::new(RecordedEvent::from_uncommitted(event, position, stored_at));
+            inner.ids.insert(record.envelope.event_id, position);
+            inner.log.push(Arc::clone(&record));
+            stream.events.push(Arc::clone(&record));
+            recorded.push(record);
+        }
+        drop(guard);
+        self.appended.notify_waiters();
+        Ok(AppendResult {
+            new_version: version,
+            events: recorded,
+            already_stored: false,
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        after_version: u64,
+    ) -> Result<StreamEvents, StoreError> {
+        let inner = self.read();
+        let Some(stream) = inner.stream(aggregate_type, aggregate_id) else {
+            return Ok(StreamEvents::default());
+        };
+        let skip = usize::try_from(after_version).unwrap_or(usize::MAX).min(stream.events.len());
+        Ok(StreamEvents {
+            events: stream.events[skip..].to_vec(),
+            version: stream.events.len() as u64,
+        })
+    }
+
+    async fn read_all_batch(
+        &self,
+        query: &ReadAll,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+        let inner = self.read();
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(inner.log.len());
+        let tail = &inner.log[start..];
+        let unfiltered = query.aggregate_types.is_empty() && query.tenant_id.is_none();
+        Ok(if unfiltered {
+            tail[..max.min(tail.len())].to_vec()
+        } else {
+            tail.iter().filter(|event| query.accepts(event)).take(max).cloned().collect()
+        })
+    }
+
+    async fn stream_version(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<u64, StoreError> {
+        Ok(self
+            .read()
+            .stream(aggregate_type, aggregate_id)
+            .map_or(0, |stream| stream.events.len() as u64))
+    }
+
+    async fn current_position(&self) -> Result<u64, StoreError> {
+        Ok(self.global_position())
+    }
+
+    async fn event_exists(&self, event_id: Uuid) -> Result<bool, StoreError> {
+        Ok(self.read().ids.contains_key(&event_id))
+    }
+
+    fn append_signal(&self) -> Option<Arc<Notify>> {
+        Some(Arc::clone(&self.appended))
+    }
+}

@@ -1,0 +1,344 @@
+//! Event stores: the [`EventStore`] contract and its in-memory implementation.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_core::Stream;
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::event::{RecordedEvent, UncommittedEvent};
+
+mod memory;
+
+pub use memory::InMemoryEventStore;
+
+/// What the writer believes about a stream's version before appending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must not exist (version 0).
+    NoStream,
+    /// The stream must exist (version 1 or more).
+    StreamExists,
+    /// The stream must be at exactly this version (`Exact(0)` is [`NoStream`](Self::NoStream)).
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream at `actual` satisfies the expectation.
+    pub fn matches(self, actual: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::StreamExists => actual > 0,
+            ExpectedVersion::Exact(version) => actual == version,
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any version"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::StreamExists => f.write_str("an existing stream"),
+            ExpectedVersion::Exact(version) => write!(f, "version {version}"),
+        }
+    }
+}
+
+/// What an append did.
+#[derive(Debug, Clone)]
+pub struct AppendResult {
+    /// The stream's version after the append.
+    pub new_version: u64,
+    /// The events as stored, with their versions and global positions.
+    pub events: Vec<Arc<RecordedEvent>>,
+    /// `true` when every event of the batch was already stored (an idempotent retry):
+    /// nothing was written and `events` are the ones stored before.
+    pub already_stored: bool,
+}
+
+impl AppendResult {
+    /// The global position of the last event of the batch (0 for an empty batch).
+    pub fn global_position(&self) -> u64 {
+        self.events.last().map_or(0, |event| event.position)
+    }
+}
+
+/// Events of one stream and the stream's version.
+#[derive(Debug, Clone, Default)]
+pub struct StreamEvents {
+    /// The events read, oldest first.
+    pub events: Vec<Arc<RecordedEvent>>,
+    /// The stream's current version (0 when it does not exist), which may be above the
+    /// last event read when reading after a version.
+    pub version: u64,
+}
+
+/// A query over the global log: which events to read, from where, how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadAll {
+    /// Read events whose position is strictly greater than this.
+    pub after: u64,
+    /// Only events of these aggregate types (all when empty).
+    pub aggregate_types: Vec<String>,
+    /// Only events of this tenant.
+    pub tenant_id: Option<String>,
+    /// At most this many events in all.
+    pub limit: Option<u64>,
+    /// How many events one round trip fetches.
+    pub batch_size: usize,
+}
+
+impl Default for ReadAll {
+    fn default() -> Self {
+        ReadAll {
+            after: 0,
+            aggregate_types: Vec::new(),
+            tenant_id: None,
+            limit: None,
+            batch_size: 1000,
+        }
+    }
+}
+
+impl ReadAll {
+    /// Everything, from the first event.
+    pub fn from_start() -> Self {
+        Self::default()
+    }
+
+    /// Events after `position` (exclusive).
+    pub fn after(position: u64) -> Self {
+        ReadAll {
+            after: position,
+            ..Self::default()
+        }
+    }
+
+    /// Adds an aggregate type to the filter.
+    pub fn aggregate_type(mut self, aggregate_type: impl Into<String>) -> Self {
+        self.aggregate_types.push(aggregate_type.into());
+        self
+    }
+
+    /// Only events of `tenant_id`.
+    pub fn tenant(mut self, tenant_id: impl Into<String>) -> Self {
+        self.tenant_id = Some(tenant_id.into());
+        self
+    }
+
+    /// At most `limit` events.
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Events per round trip (at least 1).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Whether `event` passes the type and tenant filters.
+    pub fn accepts(&self, event: &RecordedEvent) -> bool {
+        (self.aggregate_types.is_empty()
+            || self
+                .aggregate_types
+                .iter()
+                .any(|t| *t == event.envelope.aggregate_type))
+            && self
+                .tenant_id
+                .as_ref()
+                .is_none_or(|tenant| event.envelope.tenant_id.as_ref() == Some(tenant))
+    }
+}
+
+/// An async stream of stored events.
+pub type EventStream<'a> =
+    Pin<Box<dyn Stream<Item = Result<Arc<RecordedEvent>, StoreError>> + Send + 'a>>;
+
+/// An async stream of pages of stored events.
+pub type BatchStream<'a> =
+    Pin<Box<dyn Stream<Item = Result<Vec<Arc<RecordedEvent>>, StoreError>> + Send + 'a>>;
+
+/// Durable, ordered storage of event streams with optimistic concurrency and one global log.
+///
+/// # Contract
+///
+/// Every backend passes the same conformance suite (`eventsource-test`'s
+/// `store_conformance`). In short:
+///
+/// - A stream is identified by `(aggregate_type, aggregate_id)`; its versions start at 1
+///   and have no gaps. The store numbers appended events from the stream's version + 1
+///   (with `Exact` or `NoStream` that is what the root already numbered them).
+/// - `append` is all-or-nothing. A mismatch with `expected` is
+///   [`StoreError::Conflict`] carrying the stream, the expected and the actual version.
+/// - Idempotent retry: if every event id of the batch is already stored in this stream,
+///   the append succeeds without writing, returns the stored events and sets
+///   [`AppendResult::already_stored`] (this is checked before `expected`, so a retry
+///   with the original `Exact(n)` also succeeds). If only some ids are stored, or an
+///   id is stored in another stream, or repeats inside the batch, nothing is written
+///   and the error is [`StoreError::DuplicateEvent`] / [`StoreError::InvalidAppend`].
+/// - Every event gets a global position, strictly increasing in the order the global
+///   log is read; a reader following the log never misses an event below a position it
+///   has already seen.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends `events` to the stream.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] on a version mismatch; [`StoreError::InvalidAppend`] for
+    /// an event of another stream; [`StoreError::DuplicateEvent`] as described above;
+    /// backend errors.
+    async fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: Vec<UncommittedEvent>,
+    ) -> Result<AppendResult, StoreError>;
+
+    /// Reads the stream's events whose version is greater than `after_version`
+    /// (0 reads everything; 1 returns versions 2 onwards).
+    ///
+    /// # Errors
+    /// Backend and decode errors. A missing stream is not an error: it has version 0.
+    async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        after_version: u64,
+    ) -> Result<StreamEvents, StoreError>;
+
+    /// One page of the global log: up to `max` events accepted by `query`'s filters whose
+    /// position is greater than `after`, in position order. An empty page means the
+    /// reader has caught up.
+    ///
+    /// # Errors
+    /// Backend and decode errors.
+    async fn read_all_batch(
+        &self,
+        query: &ReadAll,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Arc<RecordedEvent>>, StoreError>;
+
+    /// The stream's version (0 when it does not exist).
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn stream_version(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<u64, StoreError>;
+
+    /// The position of the last event readers can see (0 when empty).
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn current_position(&self) -> Result<u64, StoreError>;
+
+    /// Whether an event with this id is stored.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn event_exists(&self, event_id: Uuid) -> Result<bool, StoreError>;
+
+    /// A signal fired (with `notify_waiters`) after events become visible to readers, so
+    /// followers of the log wake without polling. `None` (the default) means followers
+    /// poll. Register interest (`Notified::enable`) before reading, then wait, so no
+    /// append is missed between the read and the wait.
+    fn append_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+
+    /// The global log as pages, following `query` until it is exhausted or the limit is
+    /// reached. Each page is one round trip of at most `query.batch_size` events.
+    fn read_all_batches(&self, query: ReadAll) -> BatchStream<'_> {
+        let remaining = query.limit;
+        let after = query.after;
+        Box::pin(futures_util::stream::try_unfold(
+            (query, after, remaining),
+            move |(query, after, remaining)| async move {
+                let max = match remaining {
+                    Some(0) => return Ok(None),
+                    Some(left) => usize::try_from(left).unwrap_or(usize::MAX).min(query.batch_size),
+                    None => query.batch_size,
+                };
+                let page = self.read_all_batch(&query, after, max).await?;
+                let Some(last) = page.last() else {
+                    return Ok(None);
+                };
+                let next_after = last.position;
+                let remaining = remaining.map(|left| left.saturating_sub(page.len() as u64));
+                Ok(Some((page, (query, next_after, remaining))))
+            },
+        ))
+    }
+
+    /// The global log as a stream of events, in position order, following `query`.
+    fn read_all(&self, query: ReadAll) -> EventStream<'_> {
+        use futures_util::TryStreamExt;
+        Box::pin(
+            self.read_all_batches(query)
+                .map_ok(|page| futures_util::stream::iter(page.into_iter().map(Ok)))
+                .try_flatten(),
+        )
+    }
+}
+
+macro_rules! forward_store {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<S: EventStore + ?Sized> EventStore for $ty {
+            async fn append(
+                &self,
+                aggregate_type: &str,
+                aggregate_id: Uuid,
+                expected: ExpectedVersion,
+                events: Vec<UncommittedEvent>,
+            ) -> Result<AppendResult, StoreError> {
+                (**self).append(aggregate_type, aggregate_id, expected, events).await
+            }
+
+            async fn read_stream(
+                &self,
+                aggregate_type: &str,
+                aggregate_id: Uuid,
+                after_version: u64,
+            ) -> Result<StreamEvents, StoreError> {
+                (**self).read_stream(aggregate_type, aggregate_id, after_version).await
+            }
+
+            async fn read_all_batch(
+                &self,
+                query: &ReadAll,
+                after: u64,
+                max: usize,
+            ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+                (**self).read_all_batch(query, after, max).await
+            }
+
+            async fn stream_version(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<u64, StoreError> {
+                (**self).stream_version(aggregate_type, aggregate_id).await
+            }
+
+            async fn current_position(&self) -> Result<u64, StoreError> {
+                (**self).current_position().await
+            }
+
+            async fn event_exists(&self, event_id: Uuid) -> Result<bool, StoreError> {
+                (**self).event_exists(event_id).await
+            }
+
+            fn append_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+                (**self).append_signal()
+            }
+        }
+    )*};
+}
+
+forward_store!(Arc<S>, &S, Box<S>);
