@@ -8,8 +8,12 @@ use crate::error::{BoxError, BusError};
 use crate::event::RecordedEvent;
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use memory::InMemoryEventBus;
+#[cfg(feature = "redis")]
+pub use self::redis::*;
 
 /// Delivers stored events to subscribers.
 ///

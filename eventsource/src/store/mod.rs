@@ -12,8 +12,16 @@ use crate::error::StoreError;
 use crate::event::{RecordedEvent, UncommittedEvent};
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use memory::InMemoryEventStore;
+#[cfg(feature = "postgres")]
+pub use postgres::*;
+#[cfg(feature = "sqlite")]
+pub use sqlite::*;
 
 /// What the writer believes about a stream's version before appending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

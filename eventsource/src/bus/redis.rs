@@ -1,0 +1,1 @@
+//! Redis Streams event bus (feature `redis`).

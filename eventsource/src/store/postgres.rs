@@ -1,0 +1,1 @@
+//! PostgreSQL event store (feature `postgres`).
