@@ -162,3 +162,93 @@ impl EventRegistry {
 pub fn check_registry() -> Result<(), RegistryError> {
     EventRegistry::global().map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Opened {
+        by: String,
+    }
+
+    impl DomainEvent for Opened {
+        const NAME: &'static str = "account.opened";
+        const VERSION: u32 = 2;
+        const AGGREGATE_TYPE: &'static str = "Account";
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Closed;
+
+    impl DomainEvent for Closed {
+        const NAME: &'static str = "account.closed";
+        const VERSION: u32 = 1;
+        const AGGREGATE_TYPE: &'static str = "Account";
+    }
+
+    /// Another type claiming `Opened`'s name.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Impostor;
+
+    impl DomainEvent for Impostor {
+        const NAME: &'static str = "account.opened";
+        const VERSION: u32 = 1;
+        const AGGREGATE_TYPE: &'static str = "Account";
+    }
+
+    static OPENED: EventRegistration = EventRegistration::of::<Opened>("tests::Opened");
+    static CLOSED: EventRegistration = EventRegistration::of::<Closed>("tests::Closed");
+    static IMPOSTOR: EventRegistration = EventRegistration::of::<Impostor>("tests::Impostor");
+
+    #[test]
+    fn decodes_by_name_into_the_registered_type() {
+        let registry = EventRegistry::from_registrations([&CLOSED, &OPENED]).unwrap();
+        assert_eq!(registry.names().collect::<Vec<_>>(), ["account.closed", "account.opened"]);
+        let payload = registry.decode("account.opened", 2, r#"{"by":"ann"}"#).unwrap();
+        let opened = payload.decode::<Opened>("account.opened").unwrap();
+        assert_eq!(opened, Opened { by: "ann".into() });
+    }
+
+    #[test]
+    fn an_unknown_name_lists_the_known_ones() {
+        let registry = EventRegistry::from_registrations([&CLOSED, &OPENED]).unwrap();
+        let error = registry.decode("account.reopened", 1, "{}").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown event name `account.reopened`; known events: account.closed, account.opened"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_payload_or_another_schema_version_is_a_typed_error() {
+        let registry = EventRegistry::from_registrations([&OPENED]).unwrap();
+        let corrupt = registry.decode("account.opened", 2, r#"{"by":42}"#).unwrap_err();
+        assert!(matches!(corrupt, DecodeError::Payload { rust_type: "tests::Opened", .. }), "{corrupt:?}");
+        let old = registry.decode("account.opened", 1, r#"{"by":"ann"}"#).unwrap_err();
+        assert!(matches!(old, DecodeError::SchemaVersion { stored: 1, expected: 2, .. }), "{old:?}");
+    }
+
+    #[test]
+    fn two_types_claiming_one_name_are_refused() {
+        let error = EventRegistry::from_registrations([&OPENED, &CLOSED, &IMPOSTOR]).unwrap_err();
+        assert_eq!(
+            error,
+            RegistryError::DuplicateName {
+                name: "account.opened",
+                first: "tests::Impostor",
+                second: "tests::Opened",
+            }
+        );
+        assert!(error.to_string().contains("give one of them `#[event(name = \"...\")]`"));
+    }
+
+    #[test]
+    fn the_global_registry_builds() {
+        check_registry().unwrap();
+    }
+}
