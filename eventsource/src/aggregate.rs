@@ -7,7 +7,9 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::error::{AggregateError, ApplyError};
-use crate::event::{DomainEvent, EventContext, EventEnvelope, Payload, RecordedEvent, UncommittedEvent};
+use crate::event::{
+    DomainEvent, EventContext, EventEnvelope, Payload, RecordedEvent, UncommittedEvent,
+};
 
 /// What an aggregate does with a stored event it has no handler for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +43,11 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     ///
     /// # Errors
     /// [`ApplyError`] when the event is unhandled or does not decode.
-    fn apply_stored(&mut self, envelope: &EventEnvelope, payload: &Payload) -> Result<(), ApplyError>;
+    fn apply_stored(
+        &mut self,
+        envelope: &EventEnvelope,
+        payload: &Payload,
+    ) -> Result<(), ApplyError>;
 
     /// Applies a typed event.
     fn apply_event(&mut self, event: &Self::Event);

@@ -243,7 +243,9 @@ impl StoreError {
             StoreError::Serialize { .. } | StoreError::Decode(_) | StoreError::Corrupt { .. } => {
                 ErrorKind::Data
             }
-            StoreError::Backend { transient: true, .. } => ErrorKind::Unavailable,
+            StoreError::Backend {
+                transient: true, ..
+            } => ErrorKind::Unavailable,
             StoreError::Backend { .. } => ErrorKind::Backend,
         }
     }

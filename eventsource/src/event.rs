@@ -339,7 +339,11 @@ impl RecordedEvent {
     }
 
     /// Builds the stored form of an uncommitted event.
-    pub fn from_uncommitted(event: UncommittedEvent, position: u64, stored_at: DateTime<Utc>) -> Self {
+    pub fn from_uncommitted(
+        event: UncommittedEvent,
+        position: u64,
+        stored_at: DateTime<Utc>,
+    ) -> Self {
         RecordedEvent {
             envelope: event.envelope,
             payload: event.payload,

@@ -59,6 +59,7 @@ mod error;
 mod event;
 mod registry;
 mod repository;
+mod snapshot;
 pub mod store;
 
 #[doc(hidden)]
@@ -69,15 +70,19 @@ pub use aggregate::{Aggregate, AggregateEvent, AggregateRoot, Handles, IntoEvent
 pub use bus::{EventBus, EventHandler, InMemoryEventBus};
 pub use clock::{Clock, SystemClock};
 pub use error::{
-    AggregateError, ApplyError, BoxError, BusError, ConcurrencyError, DecodeError, ErrorKind, HandlerFailure,
-    RegistryError, RepositoryError, StoreError,
+    AggregateError, ApplyError, BoxError, BusError, ConcurrencyError, DecodeError, ErrorKind,
+    HandlerFailure, RegistryError, RepositoryError, StoreError,
 };
 pub use event::{
-    DomainEvent, ErasedEvent, EventContext, EventEnvelope, Metadata, Payload, RecordedEvent, UncommittedEvent,
+    DomainEvent, ErasedEvent, EventContext, EventEnvelope, Metadata, Payload, RecordedEvent,
+    UncommittedEvent,
 };
 pub use registry::{EventRegistration, EventRegistry, check_registry};
 pub use repository::AggregateRepository;
-pub use store::{AppendResult, EventStore, ExpectedVersion, InMemoryEventStore, ReadAll, StreamEvents};
+pub use snapshot::{InMemorySnapshotStore, Snapshot, SnapshotStore};
+pub use store::{
+    AppendResult, EventStore, ExpectedVersion, InMemoryEventStore, ReadAll, StreamEvents,
+};
 
 #[cfg(feature = "macros")]
 pub use eventsource_macros::{DomainEvent, aggregate, handles};

@@ -2,9 +2,9 @@
 
 pub use inventory;
 
-pub use crate::registry::EventRegistration;
 use crate::error::ApplyError;
 use crate::event::{DomainEvent, EventEnvelope, Payload, check_identity};
+pub use crate::registry::EventRegistration;
 
 /// Decodes `payload` as `E` (checking the schema version) and calls `f` with it.
 #[inline]
@@ -19,9 +19,25 @@ pub fn decode_with<E: DomainEvent, R>(
     Ok(payload.with(&envelope.event_name, f)?)
 }
 
+/// Decodes `payload` as an owned `E` (checking the schema version).
+#[inline]
+pub fn decode_owned<E: DomainEvent>(
+    envelope: &EventEnvelope,
+    payload: &Payload,
+) -> Result<E, ApplyError> {
+    if envelope.schema_version != E::VERSION {
+        check_identity::<E>(envelope)?;
+    }
+    Ok(payload.decode(&envelope.event_name)?)
+}
+
 /// The outcome of replaying an event an aggregate has no handler for.
 #[cold]
-pub fn unhandled(aggregate_type: &'static str, event_name: &str, ignore: bool) -> Result<(), ApplyError> {
+pub fn unhandled(
+    aggregate_type: &'static str,
+    event_name: &str,
+    ignore: bool,
+) -> Result<(), ApplyError> {
     if ignore {
         Ok(())
     } else {

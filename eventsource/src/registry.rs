@@ -123,7 +123,12 @@ impl EventRegistry {
     /// [`DecodeError::UnknownEvent`] (listing the known names) for an unregistered name,
     /// [`DecodeError::SchemaVersion`] for another schema version,
     /// [`DecodeError::Payload`] when the JSON does not fit.
-    pub fn decode(&self, name: &str, schema_version: u32, json: &str) -> Result<Payload, DecodeError> {
+    pub fn decode(
+        &self,
+        name: &str,
+        schema_version: u32,
+        json: &str,
+    ) -> Result<Payload, DecodeError> {
         let Some(entry) = self.get(name) else {
             return Err(DecodeError::UnknownEvent {
                 name: name.to_owned(),
@@ -151,10 +156,8 @@ impl EventRegistry {
 /// Checks that no two event types claim the same stored name. Call it from a test:
 ///
 /// ```
-/// #[test]
-/// fn event_names_are_unique() {
-///     eventsource::check_registry().unwrap();
-/// }
+/// // in a test:
+/// eventsource::check_registry().expect("two event types share a stored name");
 /// ```
 ///
 /// # Errors
@@ -208,8 +211,13 @@ mod tests {
     #[test]
     fn decodes_by_name_into_the_registered_type() {
         let registry = EventRegistry::from_registrations([&CLOSED, &OPENED]).unwrap();
-        assert_eq!(registry.names().collect::<Vec<_>>(), ["account.closed", "account.opened"]);
-        let payload = registry.decode("account.opened", 2, r#"{"by":"ann"}"#).unwrap();
+        assert_eq!(
+            registry.names().collect::<Vec<_>>(),
+            ["account.closed", "account.opened"]
+        );
+        let payload = registry
+            .decode("account.opened", 2, r#"{"by":"ann"}"#)
+            .unwrap();
         let opened = payload.decode::<Opened>("account.opened").unwrap();
         assert_eq!(opened, Opened { by: "ann".into() });
     }
@@ -227,10 +235,33 @@ mod tests {
     #[test]
     fn a_corrupt_payload_or_another_schema_version_is_a_typed_error() {
         let registry = EventRegistry::from_registrations([&OPENED]).unwrap();
-        let corrupt = registry.decode("account.opened", 2, r#"{"by":42}"#).unwrap_err();
-        assert!(matches!(corrupt, DecodeError::Payload { rust_type: "tests::Opened", .. }), "{corrupt:?}");
-        let old = registry.decode("account.opened", 1, r#"{"by":"ann"}"#).unwrap_err();
-        assert!(matches!(old, DecodeError::SchemaVersion { stored: 1, expected: 2, .. }), "{old:?}");
+        let corrupt = registry
+            .decode("account.opened", 2, r#"{"by":42}"#)
+            .unwrap_err();
+        assert!(
+            matches!(
+                corrupt,
+                DecodeError::Payload {
+                    rust_type: "tests::Opened",
+                    ..
+                }
+            ),
+            "{corrupt:?}"
+        );
+        let old = registry
+            .decode("account.opened", 1, r#"{"by":"ann"}"#)
+            .unwrap_err();
+        assert!(
+            matches!(
+                old,
+                DecodeError::SchemaVersion {
+                    stored: 1,
+                    expected: 2,
+                    ..
+                }
+            ),
+            "{old:?}"
+        );
     }
 
     #[test]
@@ -244,7 +275,11 @@ mod tests {
                 second: "tests::Opened",
             }
         );
-        assert!(error.to_string().contains("give one of them `#[event(name = \"...\")]`"));
+        assert!(
+            error
+                .to_string()
+                .contains("give one of them `#[event(name = \"...\")]`")
+        );
     }
 
     #[test]

@@ -8,15 +8,42 @@ use uuid::Uuid;
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::bus::EventBus;
 use crate::error::RepositoryError;
+use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::{AppendResult, EventStore, ExpectedVersion};
 
 /// Loads aggregates by replaying their stream and saves the events recorded on them.
 ///
 /// `S` is any [`EventStore`]: a concrete store, an `Arc` of one, or `Arc<dyn EventStore>`.
+///
+/// With [`with_snapshots`](Self::with_snapshots), loads start from the aggregate's latest
+/// snapshot and replay only the events after it, and saves take a new snapshot every
+/// `every` versions.
 pub struct AggregateRepository<A, S> {
     store: S,
     bus: Option<Arc<dyn EventBus>>,
+    snapshots: Option<Snapshots<A>>,
     _aggregate: PhantomData<fn() -> A>,
+}
+
+/// Snapshot settings, with the state's serde functions captured where `A: Serialize`.
+struct Snapshots<A> {
+    store: Arc<dyn SnapshotStore>,
+    every: u64,
+    state_version: u32,
+    encode: fn(&A) -> Result<String, serde_json::Error>,
+    decode: fn(&str) -> Result<A, serde_json::Error>,
+}
+
+impl<A> Clone for Snapshots<A> {
+    fn clone(&self) -> Self {
+        Snapshots {
+            store: Arc::clone(&self.store),
+            every: self.every,
+            state_version: self.state_version,
+            encode: self.encode,
+            decode: self.decode,
+        }
+    }
 }
 
 impl<A, S: Clone> Clone for AggregateRepository<A, S> {
@@ -24,8 +51,38 @@ impl<A, S: Clone> Clone for AggregateRepository<A, S> {
         AggregateRepository {
             store: self.store.clone(),
             bus: self.bus.clone(),
+            snapshots: self.snapshots.clone(),
             _aggregate: PhantomData,
         }
+    }
+}
+
+impl<A, S> AggregateRepository<A, S>
+where
+    A: Aggregate + serde::Serialize + serde::de::DeserializeOwned,
+    S: EventStore,
+{
+    /// Keeps a snapshot of the state in `store` every `every` versions (at least 1), and
+    /// starts loads from it.
+    ///
+    /// `state_version` names the shape of `A`: bump it when `A` changes incompatibly and
+    /// older snapshots are ignored. A snapshot that fails to decode is ignored too (the
+    /// aggregate is replayed from its first event, and a warning logged): a snapshot is
+    /// a cache, never the record.
+    pub fn with_snapshots(
+        mut self,
+        store: Arc<dyn SnapshotStore>,
+        every: u64,
+        state_version: u32,
+    ) -> Self {
+        self.snapshots = Some(Snapshots {
+            store,
+            every: every.max(1),
+            state_version,
+            encode: |state| serde_json::to_string(state),
+            decode: |text| serde_json::from_str(text),
+        });
+        self
     }
 }
 
@@ -47,6 +104,7 @@ impl<A: Aggregate, S: EventStore> AggregateRepository<A, S> {
         AggregateRepository {
             store,
             bus: None,
+            snapshots: None,
             _aggregate: PhantomData,
         }
     }
@@ -82,11 +140,34 @@ impl<A: Aggregate, S: EventStore> AggregateRepository<A, S> {
     /// # Errors
     /// Store and apply errors.
     pub async fn load_or_create(&self, id: Uuid) -> Result<AggregateRoot<A>, RepositoryError> {
-        let stream = self.store.read_stream(A::TYPE, id, 0).await?;
-        let mut root = AggregateRoot::new(id);
+        let mut root = match &self.snapshots {
+            Some(snapshots) => Self::from_snapshot(snapshots, id).await?,
+            None => AggregateRoot::new(id),
+        };
+        let stream = self.store.read_stream(A::TYPE, id, root.version()).await?;
         root.load_from_history(stream.events.iter().map(|event| &**event))?;
         tracing::trace!(aggregate_type = A::TYPE, %id, version = root.version(), "aggregate loaded");
         Ok(root)
+    }
+
+    async fn from_snapshot(
+        snapshots: &Snapshots<A>,
+        id: Uuid,
+    ) -> Result<AggregateRoot<A>, RepositoryError> {
+        let Some(snapshot) = snapshots.store.load_snapshot(A::TYPE, id).await? else {
+            return Ok(AggregateRoot::new(id));
+        };
+        if snapshot.state_version != snapshots.state_version {
+            tracing::debug!(aggregate_type = A::TYPE, %id, "snapshot of another state version ignored");
+            return Ok(AggregateRoot::new(id));
+        }
+        match (snapshots.decode)(&snapshot.state) {
+            Ok(state) => Ok(AggregateRoot::from_state(id, snapshot.version, state)),
+            Err(error) => {
+                tracing::warn!(aggregate_type = A::TYPE, %id, %error, "undecodable snapshot ignored; replaying from the start");
+                Ok(AggregateRoot::new(id))
+            }
+        }
     }
 
     /// Whether the aggregate has any event.
@@ -103,6 +184,28 @@ impl<A: Aggregate, S: EventStore> AggregateRepository<A, S> {
     /// Store errors.
     pub async fn version(&self, id: Uuid) -> Result<u64, RepositoryError> {
         Ok(self.store.stream_version(A::TYPE, id).await?)
+    }
+
+    /// Saves a snapshot; a failure is logged, never returned (the events are stored).
+    async fn take_snapshot(snapshots: &Snapshots<A>, root: &AggregateRoot<A>, version: u64) {
+        let state = match (snapshots.encode)(root.state()) {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(aggregate_type = A::TYPE, id = %root.id(), %error, "snapshot not taken: state does not serialize");
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            aggregate_type: A::TYPE.to_owned(),
+            aggregate_id: root.id(),
+            version,
+            state_version: snapshots.state_version,
+            state,
+            taken_at: chrono::Utc::now(),
+        };
+        if let Err(error) = snapshots.store.save_snapshot(snapshot).await {
+            tracing::warn!(aggregate_type = A::TYPE, id = %root.id(), %error, "snapshot not saved");
+        }
     }
 
     /// Appends the root's uncommitted events, expecting the stream to be at
@@ -124,8 +227,19 @@ impl<A: Aggregate, S: EventStore> AggregateRepository<A, S> {
         }
         let expected = ExpectedVersion::Exact(root.committed_version());
         let events = root.uncommitted().to_vec();
-        let result = self.store.append(A::TYPE, root.id(), expected, events).await?;
+        let result = self
+            .store
+            .append(A::TYPE, root.id(), expected, events)
+            .await?;
         root.mark_committed();
+        if let Some(snapshots) = &self.snapshots {
+            let previous = result
+                .new_version
+                .saturating_sub(result.events.len() as u64);
+            if result.new_version / snapshots.every > previous / snapshots.every {
+                Self::take_snapshot(snapshots, root, result.new_version).await;
+            }
+        }
         tracing::debug!(
             aggregate_type = A::TYPE,
             id = %root.id(),
@@ -133,13 +247,13 @@ impl<A: Aggregate, S: EventStore> AggregateRepository<A, S> {
             position = result.global_position(),
             "aggregate saved"
         );
-        if let Some(bus) = &self.bus {
-            if let Err(source) = bus.publish(&result.events).await {
-                return Err(RepositoryError::Publish {
-                    last_position: result.global_position(),
-                    source,
-                });
-            }
+        if let Some(bus) = &self.bus
+            && let Err(source) = bus.publish(&result.events).await
+        {
+            return Err(RepositoryError::Publish {
+                last_position: result.global_position(),
+                source,
+            });
         }
         Ok(result)
     }

@@ -80,7 +80,10 @@ impl InMemoryEventBus {
 
     /// How many subscriptions there are.
     pub fn subscriber_count(&self) -> usize {
-        self.subscribers.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.subscribers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 

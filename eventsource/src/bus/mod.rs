@@ -12,8 +12,6 @@ mod memory;
 mod redis;
 
 pub use memory::InMemoryEventBus;
-#[cfg(feature = "redis")]
-pub use self::redis::*;
 
 /// Delivers stored events to subscribers.
 ///

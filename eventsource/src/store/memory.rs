@@ -69,7 +69,9 @@ impl Inner {
     }
 
     fn event_at(&self, position: u64) -> Option<&Arc<RecordedEvent>> {
-        usize::try_from(position).ok().and_then(|p| self.log.get(p.checked_sub(1)?))
+        usize::try_from(position)
+            .ok()
+            .and_then(|p| self.log.get(p.checked_sub(1)?))
     }
 }
 
@@ -183,20 +185,30 @@ impl InMemoryEventStore {
             }
         }
         if events.len() > 1 {
-            let mut ids: Vec<u128> = events.iter().map(|e| e.envelope.event_id.as_u128()).collect();
+            let mut ids: Vec<u128> = events
+                .iter()
+                .map(|e| e.envelope.event_id.as_u128())
+                .collect();
             ids.sort_unstable();
             if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
                 return Err(Self::invalid(
                     aggregate_type,
                     aggregate_id,
-                    format!("event id {} appears twice in the batch", Uuid::from_u128(pair[0])),
+                    format!(
+                        "event id {} appears twice in the batch",
+                        Uuid::from_u128(pair[0])
+                    ),
                 ));
             }
         }
         let mut stored = Vec::new();
         for (index, event) in events.iter().enumerate() {
             let id = event.envelope.event_id;
-            match inner.ids.get(&id).and_then(|position| inner.event_at(*position)) {
+            match inner
+                .ids
+                .get(&id)
+                .and_then(|position| inner.event_at(*position))
+            {
                 None if stored.is_empty() => {}
                 None => {
                     return Err(StoreError::DuplicateEvent {
@@ -267,7 +279,10 @@ impl EventStore for InMemoryEventStore {
         let stored_at = Utc::now();
         let inner = &mut *guard;
         let streams = inner.streams.entry(aggregate_id).or_default();
-        let index = match streams.iter().position(|s| s.aggregate_type == aggregate_type) {
+        let index = match streams
+            .iter()
+            .position(|s| s.aggregate_type == aggregate_type)
+        {
             Some(index) => index,
             None => {
                 streams.push(Stream {
@@ -310,7 +325,9 @@ impl EventStore for InMemoryEventStore {
         let Some(stream) = inner.stream(aggregate_type, aggregate_id) else {
             return Ok(StreamEvents::default());
         };
-        let skip = usize::try_from(after_version).unwrap_or(usize::MAX).min(stream.events.len());
+        let skip = usize::try_from(after_version)
+            .unwrap_or(usize::MAX)
+            .min(stream.events.len());
         Ok(StreamEvents {
             events: stream.events[skip..].to_vec(),
             version: stream.events.len() as u64,
@@ -324,17 +341,27 @@ impl EventStore for InMemoryEventStore {
         max: usize,
     ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
         let inner = self.read();
-        let start = usize::try_from(after).unwrap_or(usize::MAX).min(inner.log.len());
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(inner.log.len());
         let tail = &inner.log[start..];
         let unfiltered = query.aggregate_types.is_empty() && query.tenant_id.is_none();
         Ok(if unfiltered {
             tail[..max.min(tail.len())].to_vec()
         } else {
-            tail.iter().filter(|event| query.accepts(event)).take(max).cloned().collect()
+            tail.iter()
+                .filter(|event| query.accepts(event))
+                .take(max)
+                .cloned()
+                .collect()
         })
     }
 
-    async fn stream_version(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<u64, StoreError> {
+    async fn stream_version(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+    ) -> Result<u64, StoreError> {
         Ok(self
             .read()
             .stream(aggregate_type, aggregate_id)

@@ -18,10 +18,6 @@ mod postgres;
 mod sqlite;
 
 pub use memory::InMemoryEventStore;
-#[cfg(feature = "postgres")]
-pub use postgres::*;
-#[cfg(feature = "sqlite")]
-pub use sqlite::*;
 
 /// What the writer believes about a stream's version before appending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -241,7 +237,11 @@ pub trait EventStore: Send + Sync {
     ///
     /// # Errors
     /// Backend errors.
-    async fn stream_version(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<u64, StoreError>;
+    async fn stream_version(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+    ) -> Result<u64, StoreError>;
 
     /// The position of the last event readers can see (0 when empty).
     ///
@@ -273,7 +273,9 @@ pub trait EventStore: Send + Sync {
             move |(query, after, remaining)| async move {
                 let max = match remaining {
                     Some(0) => return Ok(None),
-                    Some(left) => usize::try_from(left).unwrap_or(usize::MAX).min(query.batch_size),
+                    Some(left) => usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(query.batch_size),
                     None => query.batch_size,
                 };
                 let page = self.read_all_batch(&query, after, max).await?;

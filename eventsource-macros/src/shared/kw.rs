@@ -1,0 +1,9 @@
+//! Attribute keys.
+
+pub const NAME: &str = "name";
+pub const VERSION: &str = "version";
+pub const AGGREGATE: &str = "aggregate";
+pub const CRATE: &str = "crate";
+pub const UNHANDLED: &str = "unhandled";
+pub const EVENT_ENUM: &str = "event_enum";
+pub const HANDLES: &str = "handles";
