@@ -26,14 +26,14 @@ use crate::error::DecodeError;
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
-/// #[event(aggregate = "Order", name = "order.shipped", version = 2)]
-/// pub struct OrderShipped {
+/// #[event(aggregate = "Parcel", name = "parcel.shipped", version = 2)]
+/// pub struct ParcelShipped {
 ///     pub tracking_number: String,
 /// }
 ///
-/// assert_eq!(OrderShipped::NAME, "order.shipped");
-/// assert_eq!(OrderShipped::VERSION, 2);
-/// assert_eq!(OrderShipped::AGGREGATE_TYPE, "Order");
+/// assert_eq!(ParcelShipped::NAME, "parcel.shipped");
+/// assert_eq!(ParcelShipped::VERSION, 2);
+/// assert_eq!(ParcelShipped::AGGREGATE_TYPE, "Parcel");
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a domain event",

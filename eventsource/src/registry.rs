@@ -155,7 +155,7 @@ impl EventRegistry {
 
 /// Checks that no two event types claim the same stored name. Call it from a test:
 ///
-/// ```
+/// ```standalone_crate
 /// // in a test:
 /// eventsource::check_registry().expect("two event types share a stored name");
 /// ```
