@@ -163,7 +163,7 @@ async fn long_stream(store: &Arc<dyn EventStore>, events: usize) -> Result<Uuid,
         }
         let expected = ExpectedVersion::Exact(counter.committed_version());
         let batch = counter.take_uncommitted();
-        store.append("Counter", id, expected, batch).await?;
+        store.append("Counter", id, expected, &batch).await?;
     }
     Ok(id)
 }

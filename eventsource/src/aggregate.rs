@@ -355,7 +355,7 @@ impl<A: Aggregate> AggregateRoot<A> {
         self.version += 1;
         let (event_id, occurred_at) = match &self.clock {
             Some(clock) => (clock.new_event_id(), clock.now()),
-            None => (Uuid::now_v7(), chrono::Utc::now()),
+            None => crate::clock::now_with_id(),
         };
         EventEnvelope {
             event_id,

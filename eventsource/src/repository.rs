@@ -226,10 +226,9 @@ impl<A: Aggregate, S: EventStore> AggregateRepository<A, S> {
             });
         }
         let expected = ExpectedVersion::Exact(root.committed_version());
-        let events = root.uncommitted().to_vec();
         let result = self
             .store
-            .append(A::TYPE, root.id(), expected, events)
+            .append(A::TYPE, root.id(), expected, root.uncommitted())
             .await?;
         root.mark_committed();
         if let Some(snapshots) = &self.snapshots {

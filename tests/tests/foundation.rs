@@ -368,7 +368,7 @@ mod in_memory_store {
                 "Order",
                 id,
                 ExpectedVersion::Exact(0),
-                order.take_uncommitted(),
+                &order.take_uncommitted(),
             )
             .await
             .unwrap()
@@ -402,7 +402,12 @@ mod in_memory_store {
         let id = Uuid::now_v7();
         append_created(&store, id).await;
         let error = store
-            .append("Order", id, ExpectedVersion::Exact(0), shipped_event(id, 1))
+            .append(
+                "Order",
+                id,
+                ExpectedVersion::Exact(0),
+                &shipped_event(id, 1),
+            )
             .await
             .unwrap_err();
         let conflict = error.as_conflict().expect("a conflict");
@@ -419,12 +424,17 @@ mod in_memory_store {
         let id = Uuid::now_v7();
         append_created(&store, id).await;
         let result = store
-            .append("Order", id, ExpectedVersion::Any, shipped_event(id, 1))
+            .append("Order", id, ExpectedVersion::Any, &shipped_event(id, 1))
             .await
             .unwrap();
         assert_eq!(result.new_version, 2);
         let error = store
-            .append("Order", id, ExpectedVersion::NoStream, shipped_event(id, 2))
+            .append(
+                "Order",
+                id,
+                ExpectedVersion::NoStream,
+                &shipped_event(id, 2),
+            )
             .await
             .unwrap_err();
         assert!(matches!(error, StoreError::Conflict(_)));
@@ -443,7 +453,7 @@ mod in_memory_store {
                 "Order",
                 id,
                 ExpectedVersion::NoStream,
-                order.take_uncommitted(),
+                &order.take_uncommitted(),
             )
             .await
             .unwrap();
@@ -467,11 +477,11 @@ mod in_memory_store {
         order.execute(|o| o.create(Uuid::now_v7(), 50.0)).unwrap();
         let batch = order.take_uncommitted();
         store
-            .append("Order", id, ExpectedVersion::Exact(0), batch.clone())
+            .append("Order", id, ExpectedVersion::Exact(0), &batch)
             .await
             .unwrap();
         let retry = store
-            .append("Order", id, ExpectedVersion::Any, batch)
+            .append("Order", id, ExpectedVersion::Any, &batch)
             .await
             .unwrap();
         assert!(retry.already_stored);

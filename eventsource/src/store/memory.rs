@@ -14,8 +14,9 @@ use super::{AppendResult, EventStore, ExpectedVersion, ReadAll, StreamEvents};
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{RecordedEvent, UncommittedEvent};
 
-/// Hashes UUIDs with one multiply per word: their bits are already well spread, and this
-/// store is not exposed to adversarial keys.
+/// Hashes UUIDs with a multiply per word and a final avalanche (the table picks buckets
+/// from the low bits, and v7 ids share their leading bits). This store is not exposed to
+/// adversarial keys, so no per-process seed is needed.
 #[derive(Default, Clone, Copy)]
 struct IdHasher(u64);
 
@@ -23,7 +24,11 @@ const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // splitmix64's finalizer: every input bit reaches every output bit.
+        let mut h = self.0;
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^ (h >> 31)
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -246,13 +251,13 @@ impl EventStore for InMemoryEventStore {
         aggregate_type: &str,
         aggregate_id: Uuid,
         expected: ExpectedVersion,
-        events: Vec<UncommittedEvent>,
+        events: &[UncommittedEvent],
     ) -> Result<AppendResult, StoreError> {
         let mut guard = self.write();
         let actual = guard
             .stream(aggregate_type, aggregate_id)
             .map_or(0, |stream| stream.events.len() as u64);
-        if let Some(stored) = Self::check_batch(&guard, aggregate_type, aggregate_id, &events)? {
+        if let Some(stored) = Self::check_batch(&guard, aggregate_type, aggregate_id, events)? {
             return Ok(AppendResult {
                 new_version: actual,
                 events: stored,
@@ -296,11 +301,17 @@ impl EventStore for InMemoryEventStore {
         let mut recorded = Vec::with_capacity(events.len());
         let mut version = actual;
         stream.events.reserve(events.len());
-        for mut event in events {
+        for event in events {
             version += 1;
-            event.envelope.aggregate_version = version;
             let position = inner.log.len() as u64 + 1;
-            let record = Arc::new(RecordedEvent::from_uncommitted(event, position, stored_at));
+            let mut envelope = event.envelope.clone();
+            envelope.aggregate_version = version;
+            let record = Arc::new(RecordedEvent {
+                envelope,
+                payload: event.payload.clone(),
+                position,
+                stored_at,
+            });
             inner.ids.insert(record.envelope.event_id, position);
             inner.log.push(Arc::clone(&record));
             stream.events.push(Arc::clone(&record));

@@ -205,7 +205,7 @@ pub trait EventStore: Send + Sync {
         aggregate_type: &str,
         aggregate_id: Uuid,
         expected: ExpectedVersion,
-        events: Vec<UncommittedEvent>,
+        events: &[UncommittedEvent],
     ) -> Result<AppendResult, StoreError>;
 
     /// Reads the stream's events whose version is greater than `after_version`
@@ -309,7 +309,7 @@ macro_rules! forward_store {
                 aggregate_type: &str,
                 aggregate_id: Uuid,
                 expected: ExpectedVersion,
-                events: Vec<UncommittedEvent>,
+                events: &[UncommittedEvent],
             ) -> Result<AppendResult, StoreError> {
                 (**self).append(aggregate_type, aggregate_id, expected, events).await
             }
