@@ -1,1 +1,4 @@
-//! Testing for eventsource (filled in by its own issue).
+//! Testing for `eventsource`: a store conformance suite, fixtures and helpers.
+
+pub mod backend;
+pub mod conformance;

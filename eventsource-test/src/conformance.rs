@@ -1,0 +1,708 @@
+//! The event store contract as executable checks.
+//!
+//! Every backend runs the same cases (see [`store_conformance_tests!`](crate::store_conformance_tests)),
+//! so "passes conformance" means the same thing for memory, SQLite and PostgreSQL. Each
+//! case takes a fresh, empty store and panics with a message naming the broken rule.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use eventsource::{
+    AggregateRoot, DomainEvent, EventContext, EventStore, ExpectedVersion, ReadAll, RecordedEvent,
+    StoreError, UncommittedEvent, aggregate,
+};
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Money in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[event(aggregate = "ConformanceAccount", name = "conformance.deposited")]
+pub struct Deposited {
+    pub amount: u64,
+    pub note: String,
+}
+
+/// Money out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[event(aggregate = "ConformanceAccount", name = "conformance.withdrawn")]
+pub struct Withdrawn {
+    pub amount: u64,
+}
+
+/// The fixture aggregate of the conformance cases.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ConformanceAccount {
+    pub balance: i64,
+    pub deposits: u32,
+}
+
+#[aggregate]
+impl ConformanceAccount {
+    #[handles(Deposited)]
+    fn on_deposited(&mut self, e: &Deposited) {
+        self.balance += e.amount as i64;
+        self.deposits += 1;
+    }
+
+    #[handles(Withdrawn)]
+    fn on_withdrawn(&mut self, e: &Withdrawn) {
+        self.balance -= e.amount as i64;
+    }
+}
+
+const TYPE: &str = "ConformanceAccount";
+
+/// `n` new events for `id`, numbered from `after + 1`.
+pub fn deposits(id: Uuid, after: u64, n: usize) -> Vec<UncommittedEvent> {
+    deposits_with(id, after, n, EventContext::default())
+}
+
+fn deposits_with(id: Uuid, after: u64, n: usize, context: EventContext) -> Vec<UncommittedEvent> {
+    let mut root =
+        AggregateRoot::<ConformanceAccount>::from_state(id, after, ConformanceAccount::default());
+    root.set_context(context);
+    for i in 0..n {
+        root.record(Deposited {
+            amount: i as u64 + 1,
+            note: format!("deposit {}", after + i as u64 + 1),
+        });
+    }
+    root.take_uncommitted()
+}
+
+async fn append<S: EventStore>(
+    store: &S,
+    id: Uuid,
+    expected: ExpectedVersion,
+    events: &[UncommittedEvent],
+) -> eventsource::AppendResult {
+    store
+        .append(TYPE, id, expected, events)
+        .await
+        .unwrap_or_else(|e| panic!("append to {id} with {expected} failed: {e}"))
+}
+
+async fn read_all<S: EventStore>(store: &S, query: ReadAll) -> Vec<Arc<RecordedEvent>> {
+    store
+        .read_all(query)
+        .try_collect()
+        .await
+        .expect("read_all failed")
+}
+
+fn versions(events: &[Arc<RecordedEvent>]) -> Vec<u64> {
+    events.iter().map(|e| e.aggregate_version()).collect()
+}
+
+fn positions(events: &[Arc<RecordedEvent>]) -> Vec<u64> {
+    events.iter().map(|e| e.position).collect()
+}
+
+fn expect_conflict(
+    result: Result<eventsource::AppendResult, StoreError>,
+    id: Uuid,
+    expected: ExpectedVersion,
+    actual: u64,
+) {
+    match result {
+        Err(StoreError::Conflict(conflict)) => {
+            assert_eq!(
+                conflict.aggregate_id, id,
+                "the conflict names the aggregate"
+            );
+            assert_eq!(
+                conflict.aggregate_type, TYPE,
+                "the conflict names the aggregate type"
+            );
+            assert_eq!(
+                conflict.expected, expected,
+                "the conflict carries the expected version"
+            );
+            assert_eq!(
+                conflict.actual, actual,
+                "the conflict carries the actual version"
+            );
+        }
+        other => {
+            panic!("expected a conflict (expected {expected}, actual {actual}), got {other:?}")
+        }
+    }
+}
+
+/// Appending returns the new version and positions; reading returns the events as written.
+pub async fn append_and_read_back<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    let events = deposits(id, 0, 3);
+    let result = append(store, id, ExpectedVersion::NoStream, &events).await;
+    assert_eq!(result.new_version, 3);
+    assert!(!result.already_stored);
+    assert_eq!(versions(&result.events), [1, 2, 3]);
+    assert!(
+        result
+            .events
+            .windows(2)
+            .all(|w| w[0].position < w[1].position),
+        "positions increase within a batch"
+    );
+
+    let stream = store.read_stream(TYPE, id, 0).await.unwrap();
+    assert_eq!(stream.version, 3);
+    assert_eq!(versions(&stream.events), [1, 2, 3]);
+    for (read, written) in stream.events.iter().zip(&events) {
+        assert_eq!(read.event_id(), written.envelope.event_id);
+        assert_eq!(read.name(), Deposited::NAME);
+        assert_eq!(
+            read.decode::<Deposited>().unwrap(),
+            written
+                .payload
+                .decode::<Deposited>(Deposited::NAME)
+                .unwrap()
+        );
+    }
+    assert_eq!(positions(&stream.events), positions(&result.events));
+    assert_eq!(store.stream_version(TYPE, id).await.unwrap(), 3);
+    assert_eq!(
+        store.stream_version(TYPE, Uuid::now_v7()).await.unwrap(),
+        0,
+        "a missing stream is at version 0"
+    );
+    assert!(
+        store
+            .read_stream(TYPE, Uuid::now_v7(), 0)
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+}
+
+/// Every envelope field survives storage.
+pub async fn envelope_round_trip<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    let context = EventContext::new()
+        .tenant("tenant-a")
+        .correlation(Uuid::now_v7())
+        .causation(Uuid::now_v7())
+        .actor("user:42")
+        .meta("ip", "10.0.0.1")
+        .meta("attempt", 2)
+        .meta("nested", serde_json::json!({"a": [1, 2]}));
+    let events = deposits_with(id, 0, 1, context);
+    append(store, id, ExpectedVersion::Any, &events).await;
+    let read = &store.read_stream(TYPE, id, 0).await.unwrap().events[0];
+    let (stored, written) = (&read.envelope, &events[0].envelope);
+    assert_eq!(stored.event_id, written.event_id);
+    assert_eq!(stored.event_name, written.event_name);
+    assert_eq!(stored.schema_version, written.schema_version);
+    assert_eq!(stored.aggregate_id, written.aggregate_id);
+    assert_eq!(stored.aggregate_type, written.aggregate_type);
+    assert_eq!(stored.aggregate_version, 1);
+    assert_eq!(
+        stored.occurred_at.timestamp_micros(),
+        written.occurred_at.timestamp_micros(),
+        "occurred_at survives to the microsecond"
+    );
+    assert_eq!(stored.tenant_id, written.tenant_id);
+    assert_eq!(stored.correlation_id, written.correlation_id);
+    assert_eq!(stored.causation_id, written.causation_id);
+    assert_eq!(stored.actor_id, written.actor_id);
+    assert_eq!(stored.metadata, written.metadata);
+    let expected: BTreeMap<String, serde_json::Value> = written.metadata.clone();
+    assert_eq!(expected.len(), 3);
+    assert!(
+        read.stored_at >= written.occurred_at - chrono::Duration::seconds(60),
+        "stored_at is set"
+    );
+}
+
+/// `read_stream` after version 1 returns versions 2 onwards.
+pub async fn read_stream_after_a_version<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    append(store, id, ExpectedVersion::NoStream, &deposits(id, 0, 3)).await;
+    let rest = store.read_stream(TYPE, id, 1).await.unwrap();
+    assert_eq!(versions(&rest.events), [2, 3]);
+    assert_eq!(
+        rest.version, 3,
+        "the stream version is reported even when reading a tail"
+    );
+    let none = store.read_stream(TYPE, id, 3).await.unwrap();
+    assert!(none.events.is_empty());
+    assert_eq!(none.version, 3);
+}
+
+/// The store numbers events from the stream's version + 1.
+pub async fn versions_continue_across_appends<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    append(store, id, ExpectedVersion::Exact(0), &deposits(id, 0, 2)).await;
+    let second = append(store, id, ExpectedVersion::Exact(2), &deposits(id, 2, 2)).await;
+    assert_eq!(second.new_version, 4);
+    assert_eq!(versions(&second.events), [3, 4]);
+    // With `Any` the store renumbers whatever the batch says.
+    let third = append(store, id, ExpectedVersion::Any, &deposits(id, 0, 1)).await;
+    assert_eq!(versions(&third.events), [5]);
+    assert_eq!(
+        versions(&store.read_stream(TYPE, id, 0).await.unwrap().events),
+        [1, 2, 3, 4, 5]
+    );
+}
+
+/// Each expectation is checked, and a conflict carries the stream and both versions.
+pub async fn expected_versions_are_enforced<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    expect_conflict(
+        store
+            .append(TYPE, id, ExpectedVersion::StreamExists, &deposits(id, 0, 1))
+            .await,
+        id,
+        ExpectedVersion::StreamExists,
+        0,
+    );
+    expect_conflict(
+        store
+            .append(TYPE, id, ExpectedVersion::Exact(3), &deposits(id, 3, 1))
+            .await,
+        id,
+        ExpectedVersion::Exact(3),
+        0,
+    );
+    append(store, id, ExpectedVersion::NoStream, &deposits(id, 0, 1)).await;
+    expect_conflict(
+        store
+            .append(TYPE, id, ExpectedVersion::NoStream, &deposits(id, 1, 1))
+            .await,
+        id,
+        ExpectedVersion::NoStream,
+        1,
+    );
+    expect_conflict(
+        store
+            .append(TYPE, id, ExpectedVersion::Exact(0), &deposits(id, 0, 1))
+            .await,
+        id,
+        ExpectedVersion::Exact(0),
+        1,
+    );
+    expect_conflict(
+        store
+            .append(TYPE, id, ExpectedVersion::Exact(2), &deposits(id, 2, 1))
+            .await,
+        id,
+        ExpectedVersion::Exact(2),
+        1,
+    );
+    append(
+        store,
+        id,
+        ExpectedVersion::StreamExists,
+        &deposits(id, 1, 1),
+    )
+    .await;
+    append(store, id, ExpectedVersion::Exact(2), &deposits(id, 2, 1)).await;
+    append(store, id, ExpectedVersion::Any, &deposits(id, 3, 1)).await;
+    assert_eq!(store.stream_version(TYPE, id).await.unwrap(), 4);
+}
+
+/// A refused batch writes nothing at all.
+pub async fn a_refused_batch_writes_nothing<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    append(store, id, ExpectedVersion::NoStream, &deposits(id, 0, 1)).await;
+    let before = store.current_position().await.unwrap();
+    let batch = deposits(id, 0, 5);
+    assert!(
+        store
+            .append(TYPE, id, ExpectedVersion::Exact(0), &batch)
+            .await
+            .is_err()
+    );
+    assert_eq!(store.stream_version(TYPE, id).await.unwrap(), 1);
+    assert_eq!(store.current_position().await.unwrap(), before);
+    for event in &batch {
+        assert!(
+            !store.event_exists(event.envelope.event_id).await.unwrap(),
+            "no event of a refused batch is stored"
+        );
+    }
+}
+
+/// Re-sending a stored batch is an idempotent retry, with `Any` or the original `Exact`.
+pub async fn retrying_a_stored_batch_is_idempotent<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    let batch = deposits(id, 0, 2);
+    let first = append(store, id, ExpectedVersion::Exact(0), &batch).await;
+    let position = store.current_position().await.unwrap();
+    for expected in [
+        ExpectedVersion::Exact(0),
+        ExpectedVersion::Any,
+        ExpectedVersion::NoStream,
+    ] {
+        let retry = append(store, id, expected, &batch).await;
+        assert!(
+            retry.already_stored,
+            "a retry with {expected} is recognised"
+        );
+        assert_eq!(retry.new_version, 2);
+        assert_eq!(
+            positions(&retry.events),
+            positions(&first.events),
+            "a retry reports the stored positions"
+        );
+    }
+    assert_eq!(
+        store.current_position().await.unwrap(),
+        position,
+        "a retry writes nothing"
+    );
+    assert_eq!(
+        store.read_stream(TYPE, id, 0).await.unwrap().events.len(),
+        2
+    );
+}
+
+/// Partially stored batches, ids stored elsewhere and repeated ids are refused.
+pub async fn duplicate_ids_that_are_not_a_retry_are_refused<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    let batch = deposits(id, 0, 2);
+    append(store, id, ExpectedVersion::NoStream, &batch[..1]).await;
+
+    // Only the first event was stored: resending both is not a retry.
+    let error = store
+        .append(TYPE, id, ExpectedVersion::Any, &batch)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::DuplicateEvent { .. }),
+        "partial retry: {error:?}"
+    );
+    assert!(
+        !store
+            .event_exists(batch[1].envelope.event_id)
+            .await
+            .unwrap()
+    );
+
+    // An id stored in another stream.
+    let other = Uuid::now_v7();
+    let mut stolen = deposits(other, 0, 1);
+    stolen[0].envelope.event_id = batch[0].envelope.event_id;
+    let error = store
+        .append(TYPE, other, ExpectedVersion::Any, &stolen)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::DuplicateEvent { .. }),
+        "id of another stream: {error:?}"
+    );
+    assert_eq!(store.stream_version(TYPE, other).await.unwrap(), 0);
+
+    // The same id twice in one batch.
+    let mut twice = deposits(other, 0, 2);
+    twice[1].envelope.event_id = twice[0].envelope.event_id;
+    let error = store
+        .append(TYPE, other, ExpectedVersion::Any, &twice)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::InvalidAppend { .. }),
+        "repeated id: {error:?}"
+    );
+    assert_eq!(store.stream_version(TYPE, other).await.unwrap(), 0);
+}
+
+/// Events of another stream in a batch are refused; an empty batch changes nothing.
+pub async fn malformed_batches_are_refused<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    let foreign = deposits(Uuid::now_v7(), 0, 1);
+    let error = store
+        .append(TYPE, id, ExpectedVersion::Any, &foreign)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::InvalidAppend { .. }),
+        "foreign aggregate id: {error:?}"
+    );
+    let error = store
+        .append("OtherType", id, ExpectedVersion::Any, &deposits(id, 0, 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::InvalidAppend { .. }),
+        "foreign aggregate type: {error:?}"
+    );
+    let empty = append(store, id, ExpectedVersion::Any, &[]).await;
+    assert_eq!(empty.new_version, 0);
+    assert!(empty.events.is_empty());
+    assert_eq!(store.current_position().await.unwrap(), 0);
+}
+
+/// One id with two aggregate types is two streams.
+pub async fn streams_are_keyed_by_type_and_id<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    append(store, id, ExpectedVersion::NoStream, &deposits(id, 0, 2)).await;
+    let mut other_type = deposits(id, 0, 1);
+    other_type[0].envelope.aggregate_type = "ConformanceLedger".into();
+    let result = store
+        .append(
+            "ConformanceLedger",
+            id,
+            ExpectedVersion::NoStream,
+            &other_type,
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.new_version, 1);
+    assert_eq!(store.stream_version(TYPE, id).await.unwrap(), 2);
+    assert_eq!(
+        store.stream_version("ConformanceLedger", id).await.unwrap(),
+        1
+    );
+}
+
+/// The global log is read in append order, from a position (exclusive), with limits,
+/// filters and pages smaller than the result.
+pub async fn read_all_in_global_order<S: EventStore>(store: &S) {
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    append(store, a, ExpectedVersion::NoStream, &deposits(a, 0, 3)).await;
+    append(
+        store,
+        b,
+        ExpectedVersion::NoStream,
+        &deposits_with(b, 0, 2, EventContext::new().tenant("t2")),
+    )
+    .await;
+    append(store, a, ExpectedVersion::Exact(3), &deposits(a, 3, 2)).await;
+
+    let all = read_all(store, ReadAll::from_start()).await;
+    assert_eq!(all.len(), 7);
+    assert!(
+        all.windows(2).all(|w| w[0].position < w[1].position),
+        "strictly increasing positions"
+    );
+    let order: Vec<(Uuid, u64)> = all
+        .iter()
+        .map(|e| (e.aggregate_id(), e.aggregate_version()))
+        .collect();
+    assert_eq!(
+        order,
+        [(a, 1), (a, 2), (a, 3), (b, 1), (b, 2), (a, 4), (a, 5)]
+    );
+    assert_eq!(store.current_position().await.unwrap(), all[6].position);
+
+    let paged = read_all(store, ReadAll::from_start().batch_size(2)).await;
+    assert_eq!(
+        positions(&paged),
+        positions(&all),
+        "paging does not change the result"
+    );
+    let after = read_all(store, ReadAll::after(all[2].position)).await;
+    assert_eq!(
+        positions(&after),
+        positions(&all[3..]),
+        "after is exclusive"
+    );
+    let limited = read_all(
+        store,
+        ReadAll::after(all[0].position).limit(3).batch_size(2),
+    )
+    .await;
+    assert_eq!(positions(&limited), positions(&all[1..4]));
+    let tenant = read_all(store, ReadAll::from_start().tenant("t2").batch_size(1)).await;
+    assert_eq!(versions(&tenant), [1, 2]);
+    assert!(tenant.iter().all(|e| e.aggregate_id() == b));
+    let typed = read_all(store, ReadAll::from_start().aggregate_type("Nobody")).await;
+    assert!(typed.is_empty());
+    let typed = read_all(store, ReadAll::from_start().aggregate_type(TYPE)).await;
+    assert_eq!(typed.len(), 7);
+    assert!(
+        read_all(store, ReadAll::after(all[6].position))
+            .await
+            .is_empty(),
+        "nothing after the end"
+    );
+}
+
+/// A reader resuming from the last position it saw gets exactly the rest.
+pub async fn read_all_resumes_where_it_stopped<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    append(store, id, ExpectedVersion::NoStream, &deposits(id, 0, 4)).await;
+    let first = read_all(store, ReadAll::from_start().limit(2)).await;
+    append(store, id, ExpectedVersion::Exact(4), &deposits(id, 4, 3)).await;
+    let rest = read_all(store, ReadAll::after(first[1].position)).await;
+    assert_eq!(versions(&first), [1, 2]);
+    assert_eq!(versions(&rest), [3, 4, 5, 6, 7]);
+}
+
+/// `event_exists` and `current_position` follow appends.
+pub async fn existence_and_position<S: EventStore>(store: &S) {
+    assert_eq!(
+        store.current_position().await.unwrap(),
+        0,
+        "an empty store is at position 0"
+    );
+    let id = Uuid::now_v7();
+    let batch = deposits(id, 0, 1);
+    assert!(
+        !store
+            .event_exists(batch[0].envelope.event_id)
+            .await
+            .unwrap()
+    );
+    let result = append(store, id, ExpectedVersion::Any, &batch).await;
+    assert!(
+        store
+            .event_exists(batch[0].envelope.event_id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.current_position().await.unwrap(),
+        result.global_position()
+    );
+}
+
+/// Concurrent `Exact` appends to one stream: exactly one wins each version.
+pub async fn concurrent_writers_to_one_stream<S: EventStore + 'static>(store: Arc<S>) {
+    let id = Uuid::now_v7();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .append(TYPE, id, ExpectedVersion::Exact(0), &deposits(id, 0, 2))
+                    .await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(result) => {
+                wins += 1;
+                assert_eq!(result.new_version, 2);
+            }
+            Err(StoreError::Conflict(conflict)) => assert_eq!(conflict.actual, 2),
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one writer wins");
+    assert_eq!(
+        versions(&store.read_stream(TYPE, id, 0).await.unwrap().events),
+        [1, 2]
+    );
+}
+
+/// Concurrent appends to different streams all succeed with distinct positions.
+pub async fn concurrent_writers_to_many_streams<S: EventStore + 'static>(store: Arc<S>) {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let id = Uuid::now_v7();
+                for round in 0..5 {
+                    store
+                        .append(
+                            TYPE,
+                            id,
+                            ExpectedVersion::Exact(round),
+                            &deposits(id, round, 1),
+                        )
+                        .await?;
+                }
+                Ok::<_, StoreError>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let all = read_all(store.as_ref(), ReadAll::from_start()).await;
+    assert_eq!(all.len(), 40);
+    let mut seen: Vec<u64> = positions(&all);
+    seen.dedup();
+    assert_eq!(seen.len(), 40, "positions are distinct");
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+}
+
+/// The aggregate rebuilt from the store equals the one that recorded the events.
+pub async fn replay_rebuilds_the_state<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    let mut account = AggregateRoot::<ConformanceAccount>::new(id);
+    account.record(Deposited {
+        amount: 10,
+        note: "a".into(),
+    });
+    account.record(Withdrawn { amount: 3 });
+    account.record(Deposited {
+        amount: 5,
+        note: "b".into(),
+    });
+    append(store, id, ExpectedVersion::NoStream, account.uncommitted()).await;
+    let mut loaded = AggregateRoot::<ConformanceAccount>::new(id);
+    let stream = store.read_stream(TYPE, id, 0).await.unwrap();
+    loaded
+        .load_from_history(stream.events.iter().map(|e| &**e))
+        .unwrap();
+    assert_eq!(loaded.state(), account.state());
+    assert_eq!(loaded.version(), 3);
+}
+
+/// Defines one `#[tokio::test]` per conformance case for a store.
+///
+/// The argument is an `async` expression evaluated once per test that makes a fresh,
+/// empty store, or `None` when the backend is unreachable (the test then returns; use
+/// [`backend::require_or_skip`](crate::backend::require_or_skip) to decide). The calling
+/// crate needs `tokio` with the `macros` and `rt-multi-thread` features.
+///
+/// ```no_run
+/// eventsource_test::store_conformance_tests!(async { Some(eventsource::InMemoryEventStore::new()) });
+/// ```
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::__store_conformance_cases! { $make;
+            append_and_read_back,
+            envelope_round_trip,
+            read_stream_after_a_version,
+            versions_continue_across_appends,
+            expected_versions_are_enforced,
+            a_refused_batch_writes_nothing,
+            retrying_a_stored_batch_is_idempotent,
+            duplicate_ids_that_are_not_a_retry_are_refused,
+            malformed_batches_are_refused,
+            streams_are_keyed_by_type_and_id,
+            read_all_in_global_order,
+            read_all_resumes_where_it_stopped,
+            existence_and_position,
+            replay_rebuilds_the_state,
+        }
+        $crate::__store_conformance_shared_cases! { $make;
+            concurrent_writers_to_one_stream,
+            concurrent_writers_to_many_streams,
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_conformance_cases {
+    ($make:expr; $($case:ident),* $(,)?) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let ::core::option::Option::Some(store) = $make.await else { return };
+            $crate::conformance::$case(&store).await;
+        }
+    )*};
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_conformance_shared_cases {
+    ($make:expr; $($case:ident),* $(,)?) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let ::core::option::Option::Some(store) = $make.await else { return };
+            $crate::conformance::$case(::std::sync::Arc::new(store)).await;
+        }
+    )*};
+}
