@@ -49,6 +49,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `macros` | yes | `#[derive(DomainEvent)]`, `#[aggregate]`, `#[handles]` |
+//! | `sqlite` | no | [`SqliteEventStore`]: the embedded store (bundled SQLite) |
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -83,6 +84,8 @@ pub use snapshot::{InMemorySnapshotStore, Snapshot, SnapshotStore};
 pub use store::{
     AppendResult, EventStore, ExpectedVersion, InMemoryEventStore, ReadAll, StreamEvents,
 };
+#[cfg(feature = "sqlite")]
+pub use store::{SqliteEventStore, SqliteOptions};
 
 #[cfg(feature = "macros")]
 pub use eventsource_macros::{DomainEvent, aggregate, handles};

@@ -10,7 +10,10 @@ use chrono::Utc;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{AppendResult, EventStore, ExpectedVersion, ReadAll, StreamEvents};
+use super::{
+    AppendResult, EventStore, ExpectedVersion, ReadAll, StreamEvents, classify_stored,
+    validate_batch,
+};
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{RecordedEvent, UncommittedEvent};
 
@@ -159,89 +162,6 @@ impl InMemoryEventStore {
     pub fn global_position(&self) -> u64 {
         self.read().log.len() as u64
     }
-
-    fn invalid(aggregate_type: &str, aggregate_id: Uuid, reason: String) -> StoreError {
-        StoreError::InvalidAppend {
-            aggregate_type: aggregate_type.to_owned(),
-            aggregate_id,
-            reason,
-        }
-    }
-
-    /// Checks the batch against the stream and the stored ids. `Ok(Some(..))` is an
-    /// idempotent retry.
-    fn check_batch(
-        inner: &Inner,
-        aggregate_type: &str,
-        aggregate_id: Uuid,
-        events: &[UncommittedEvent],
-    ) -> Result<Option<Vec<Arc<RecordedEvent>>>, StoreError> {
-        for event in events {
-            let envelope = &event.envelope;
-            if envelope.aggregate_id != aggregate_id || envelope.aggregate_type != aggregate_type {
-                return Err(Self::invalid(
-                    aggregate_type,
-                    aggregate_id,
-                    format!(
-                        "event {} belongs to {} {}",
-                        envelope.event_id, envelope.aggregate_type, envelope.aggregate_id
-                    ),
-                ));
-            }
-        }
-        if events.len() > 1 {
-            let mut ids: Vec<u128> = events
-                .iter()
-                .map(|e| e.envelope.event_id.as_u128())
-                .collect();
-            ids.sort_unstable();
-            if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
-                return Err(Self::invalid(
-                    aggregate_type,
-                    aggregate_id,
-                    format!(
-                        "event id {} appears twice in the batch",
-                        Uuid::from_u128(pair[0])
-                    ),
-                ));
-            }
-        }
-        let mut stored = Vec::new();
-        for (index, event) in events.iter().enumerate() {
-            let id = event.envelope.event_id;
-            match inner
-                .ids
-                .get(&id)
-                .and_then(|position| inner.event_at(*position))
-            {
-                None if stored.is_empty() => {}
-                None => {
-                    return Err(StoreError::DuplicateEvent {
-                        event_id: events[0].envelope.event_id,
-                        reason: "only part of the batch was stored before; resend the original batch",
-                    });
-                }
-                Some(existing) => {
-                    let same_stream = existing.envelope.aggregate_id == aggregate_id
-                        && existing.envelope.aggregate_type == aggregate_type;
-                    if !same_stream {
-                        return Err(StoreError::DuplicateEvent {
-                            event_id: id,
-                            reason: "it belongs to another stream",
-                        });
-                    }
-                    if stored.len() != index {
-                        return Err(StoreError::DuplicateEvent {
-                            event_id: id,
-                            reason: "only part of the batch was stored before; resend the original batch",
-                        });
-                    }
-                    stored.push(Arc::clone(existing));
-                }
-            }
-        }
-        Ok((!stored.is_empty()).then_some(stored))
-    }
 }
 
 #[async_trait]
@@ -257,7 +177,15 @@ impl EventStore for InMemoryEventStore {
         let actual = guard
             .stream(aggregate_type, aggregate_id)
             .map_or(0, |stream| stream.events.len() as u64);
-        if let Some(stored) = Self::check_batch(&guard, aggregate_type, aggregate_id, events)? {
+        validate_batch(aggregate_type, aggregate_id, events)?;
+        let stored = classify_stored(aggregate_type, aggregate_id, events, |id| {
+            guard
+                .ids
+                .get(&id)
+                .and_then(|position| guard.event_at(*position))
+                .cloned()
+        })?;
+        if let Some(stored) = stored {
             return Ok(AppendResult {
                 new_version: actual,
                 events: stored,

@@ -18,6 +18,8 @@ mod postgres;
 mod sqlite;
 
 pub use memory::InMemoryEventStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteEventStore, SqliteOptions};
 
 /// What the writer believes about a stream's version before appending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -298,6 +300,85 @@ pub trait EventStore: Send + Sync {
                 .try_flatten(),
         )
     }
+}
+
+/// Checks a batch on its own: every event belongs to the stream, no id repeats.
+pub(crate) fn validate_batch(
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    events: &[UncommittedEvent],
+) -> Result<(), StoreError> {
+    let invalid = |reason: String| StoreError::InvalidAppend {
+        aggregate_type: aggregate_type.to_owned(),
+        aggregate_id,
+        reason,
+    };
+    for event in events {
+        let envelope = &event.envelope;
+        if envelope.aggregate_id != aggregate_id || envelope.aggregate_type != aggregate_type {
+            return Err(invalid(format!(
+                "event {} belongs to {} {}",
+                envelope.event_id, envelope.aggregate_type, envelope.aggregate_id
+            )));
+        }
+    }
+    if events.len() > 1 {
+        let mut ids: Vec<u128> = events
+            .iter()
+            .map(|e| e.envelope.event_id.as_u128())
+            .collect();
+        ids.sort_unstable();
+        if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(invalid(format!(
+                "event id {} appears twice in the batch",
+                Uuid::from_u128(pair[0])
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Classifies a batch against the events already stored with its ids (`stored` looks one
+/// up): `Ok(None)` when none is stored, `Ok(Some(events))` for an idempotent retry (every
+/// id stored, in this stream, in order), an error otherwise.
+pub(crate) fn classify_stored(
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    events: &[UncommittedEvent],
+    mut stored: impl FnMut(Uuid) -> Option<Arc<RecordedEvent>>,
+) -> Result<Option<Vec<Arc<RecordedEvent>>>, StoreError> {
+    const PARTIAL: &str = "only part of the batch was stored before; resend the original batch";
+    let mut found = Vec::new();
+    for (index, event) in events.iter().enumerate() {
+        let id = event.envelope.event_id;
+        match stored(id) {
+            None if found.is_empty() => {}
+            None => {
+                return Err(StoreError::DuplicateEvent {
+                    event_id: events[0].envelope.event_id,
+                    reason: PARTIAL,
+                });
+            }
+            Some(existing) => {
+                if existing.envelope.aggregate_id != aggregate_id
+                    || existing.envelope.aggregate_type != aggregate_type
+                {
+                    return Err(StoreError::DuplicateEvent {
+                        event_id: id,
+                        reason: "it belongs to another stream",
+                    });
+                }
+                if found.len() != index {
+                    return Err(StoreError::DuplicateEvent {
+                        event_id: id,
+                        reason: PARTIAL,
+                    });
+                }
+                found.push(existing);
+            }
+        }
+    }
+    Ok((!found.is_empty()).then_some(found))
 }
 
 macro_rules! forward_store {

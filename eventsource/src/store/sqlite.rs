@@ -1,1 +1,585 @@
-//! SQLite event store (feature `sqlite`).
+//! SQLite event store (feature `sqlite`): the embedded default.
+//!
+//! One file, WAL mode, durable commits by default. Appends go through a single writer
+//! connection inside `BEGIN IMMEDIATE` transactions, so positions are assigned in commit
+//! order and a reader following the log never misses an event; readers use their own
+//! connections and never see half an append.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{
+    AppendResult, EventStore, ExpectedVersion, ReadAll, StreamEvents, classify_stored,
+    validate_batch,
+};
+use crate::error::{ConcurrencyError, StoreError};
+use crate::event::{EventEnvelope, Payload, RecordedEvent, UncommittedEvent};
+
+const BACKEND: &str = "sqlite";
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS eventsource_events (
+        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        event_name TEXT NOT NULL,
+        schema_version INTEGER NOT NULL,
+        aggregate_type TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        aggregate_version INTEGER NOT NULL,
+        occurred_at INTEGER NOT NULL,
+        stored_at INTEGER NOT NULL,
+        tenant_id TEXT,
+        correlation_id TEXT,
+        causation_id TEXT,
+        actor_id TEXT,
+        metadata TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        UNIQUE (aggregate_type, aggregate_id, aggregate_version)
+    )",
+    "CREATE INDEX IF NOT EXISTS eventsource_events_tenant ON eventsource_events (tenant_id, position)",
+    "CREATE TABLE IF NOT EXISTS eventsource_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        position INTEGER NOT NULL UNIQUE REFERENCES eventsource_events (position),
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        status TEXT NOT NULL DEFAULT 'pending'
+    )",
+    "CREATE INDEX IF NOT EXISTS eventsource_outbox_pending ON eventsource_outbox (status, id)",
+];
+
+/// How a [`SqliteEventStore`] opens its file.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// `synchronous=FULL` (every commit reaches the disk; the default) when `true`,
+    /// `synchronous=NORMAL` (a power loss may drop the last commits, never corrupt) when `false`.
+    pub durable: bool,
+    /// Connections for reads (at least 1).
+    pub readers: u32,
+    /// How long a connection waits for another process's lock.
+    pub busy_timeout: Duration,
+    /// Write an outbox row for every appended event, in the same transaction.
+    pub outbox: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            durable: true,
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+            outbox: false,
+        }
+    }
+}
+
+/// An [`EventStore`] in a SQLite file.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), eventsource::StoreError> {
+/// use eventsource::{EventStore, SqliteEventStore};
+/// let store = SqliteEventStore::open("events.sqlite").await?;
+/// store.migrate().await?; // creates the tables once; safe to call on every start
+/// assert_eq!(store.current_position().await?, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqliteEventStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    path: PathBuf,
+    outbox: bool,
+    appended: Arc<Notify>,
+}
+
+impl std::fmt::Debug for SqliteEventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteEventStore")
+            .field("path", &self.path)
+            .field("outbox", &self.outbox)
+            .finish()
+    }
+}
+
+fn backend(error: sqlx::Error) -> StoreError {
+    let transient = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock.
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("5" | "6" | "517")),
+        _ => false,
+    };
+    StoreError::backend(BACKEND, transient, error)
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn corrupt(position: u64, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        position,
+        reason: reason.into(),
+    }
+}
+
+fn uuid_column(row: &SqliteRow, column: &str, position: u64) -> Result<Option<Uuid>, StoreError> {
+    let text: Option<String> = row.try_get(column).map_err(backend)?;
+    text.map(|t| Uuid::parse_str(&t).map_err(|e| corrupt(position, format!("{column}: {e}"))))
+        .transpose()
+}
+
+fn time_column(row: &SqliteRow, column: &str, position: u64) -> Result<DateTime<Utc>, StoreError> {
+    let value: i64 = row.try_get(column).map_err(backend)?;
+    DateTime::from_timestamp_micros(value)
+        .ok_or_else(|| corrupt(position, format!("{column} out of range: {value}")))
+}
+
+fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get("position").map_err(backend)?;
+    let position =
+        u64::try_from(position).map_err(|_| corrupt(0, format!("negative position {position}")))?;
+    let required = |column: &str| -> Result<Uuid, StoreError> {
+        uuid_column(row, column, position)?
+            .ok_or_else(|| corrupt(position, format!("{column} is NULL")))
+    };
+    let metadata: String = row.try_get("metadata").map_err(backend)?;
+    let schema_version: i64 = row.try_get("schema_version").map_err(backend)?;
+    let version: i64 = row.try_get("aggregate_version").map_err(backend)?;
+    let envelope = EventEnvelope {
+        event_id: required("event_id")?,
+        event_name: row
+            .try_get::<String, _>("event_name")
+            .map_err(backend)?
+            .into(),
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| corrupt(position, "schema_version out of range"))?,
+        aggregate_id: required("aggregate_id")?,
+        aggregate_type: row
+            .try_get::<String, _>("aggregate_type")
+            .map_err(backend)?
+            .into(),
+        aggregate_version: u64::try_from(version)
+            .map_err(|_| corrupt(position, "aggregate_version out of range"))?,
+        occurred_at: time_column(row, "occurred_at", position)?,
+        tenant_id: row.try_get("tenant_id").map_err(backend)?,
+        correlation_id: uuid_column(row, "correlation_id", position)?,
+        causation_id: uuid_column(row, "causation_id", position)?,
+        actor_id: row.try_get("actor_id").map_err(backend)?,
+        metadata: serde_json::from_str(&metadata)
+            .map_err(|e| corrupt(position, format!("metadata: {e}")))?,
+    };
+    Ok(RecordedEvent {
+        envelope,
+        payload: Payload::Json(row.try_get("payload").map_err(backend)?),
+        position,
+        stored_at: time_column(row, "stored_at", position)?,
+    })
+}
+
+fn decode_rows(rows: &[SqliteRow]) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+    rows.iter()
+        .map(|row| decode_row(row).map(Arc::new))
+        .collect()
+}
+
+fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| {
+        StoreError::backend(
+            BACKEND,
+            false,
+            format!("{what} {value} exceeds SQLite's integer range"),
+        )
+    })
+}
+
+impl SqliteEventStore {
+    /// Opens (creating if missing) the database file with [`SqliteOptions::default`].
+    /// Call [`migrate`](Self::migrate) before first use.
+    ///
+    /// # Errors
+    /// When the file cannot be opened.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Opens the database file with explicit options.
+    ///
+    /// # Errors
+    /// When the file cannot be opened.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let connect = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if options.durable {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect.clone())
+            .await
+            .map_err(backend)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.readers.max(1))
+            .connect_with(connect.read_only(true))
+            .await
+            .map_err(backend)?;
+        Ok(SqliteEventStore {
+            writer,
+            reader,
+            path,
+            outbox: options.outbox,
+            appended: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Creates the tables and indexes if they do not exist. Idempotent.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        for statement in SCHEMA {
+            sqlx::query(*statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The writer pool (one connection), for read models that want to live in the same file.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// Closes every connection (after which the store fails every call).
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    async fn stored_with_ids(
+        tx: &mut Transaction<'static, Sqlite>,
+        ids_json: &str,
+    ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, event_id, event_name, schema_version, aggregate_type, aggregate_id, \
+             aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id, actor_id, metadata, payload \
+             FROM eventsource_events WHERE event_id IN (SELECT value FROM json_each(?1)) ORDER BY position",
+        )
+        .bind(ids_json)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(backend)?;
+        decode_rows(&rows)
+    }
+
+    async fn version_in(
+        tx: &mut Transaction<'static, Sqlite>,
+        aggregate_type: &str,
+        id: &str,
+    ) -> Result<u64, StoreError> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(aggregate_version), 0) FROM eventsource_events WHERE aggregate_type = ?1 AND aggregate_id = ?2",
+        )
+        .bind(aggregate_type)
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)?;
+        Ok(u64::try_from(version).unwrap_or(0))
+    }
+
+    /// The batch as one JSON array, inserted with a single statement whatever its size.
+    fn batch_json(events: &[UncommittedEvent]) -> Result<String, StoreError> {
+        let rows = events
+            .iter()
+            .map(|event| {
+                let envelope = &event.envelope;
+                let payload = event
+                    .payload
+                    .to_json()
+                    .map_err(|source| StoreError::Serialize {
+                        name: envelope.event_name.to_string(),
+                        source,
+                    })?;
+                let metadata = serde_json::to_string(&envelope.metadata).map_err(|source| {
+                    StoreError::Serialize {
+                        name: envelope.event_name.to_string(),
+                        source,
+                    }
+                })?;
+                Ok(serde_json::json!({
+                    "id": envelope.event_id.to_string(),
+                    "name": envelope.event_name,
+                    "sv": envelope.schema_version,
+                    "at": micros(envelope.occurred_at),
+                    "tenant": envelope.tenant_id,
+                    "corr": envelope.correlation_id.map(|id| id.to_string()),
+                    "caus": envelope.causation_id.map(|id| id.to_string()),
+                    "actor": envelope.actor_id,
+                    "meta": metadata,
+                    "payload": payload,
+                }))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        serde_json::to_string(&rows).map_err(|source| StoreError::Serialize {
+            name: "batch".into(),
+            source,
+        })
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &[UncommittedEvent],
+    ) -> Result<AppendResult, StoreError> {
+        validate_batch(aggregate_type, aggregate_id, events)?;
+        let batch = Self::batch_json(events)?;
+        let ids = serde_json::to_string(
+            &events
+                .iter()
+                .map(|e| e.envelope.event_id.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|source| StoreError::Serialize {
+            name: "batch".into(),
+            source,
+        })?;
+        let id = aggregate_id.to_string();
+
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        let actual = Self::version_in(&mut tx, aggregate_type, &id).await?;
+        if !events.is_empty() {
+            let stored = Self::stored_with_ids(&mut tx, &ids).await?;
+            let retry = classify_stored(aggregate_type, aggregate_id, events, |event_id| {
+                stored.iter().find(|e| e.event_id() == event_id).cloned()
+            })?;
+            if let Some(stored) = retry {
+                tx.rollback().await.map_err(backend)?;
+                return Ok(AppendResult {
+                    new_version: actual,
+                    events: stored,
+                    already_stored: true,
+                });
+            }
+        }
+        if !expected.matches(actual) {
+            tx.rollback().await.map_err(backend)?;
+            return Err(ConcurrencyError {
+                aggregate_type: aggregate_type.to_owned(),
+                aggregate_id,
+                expected,
+                actual,
+            }
+            .into());
+        }
+        if events.is_empty() {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(AppendResult {
+                new_version: actual,
+                events: Vec::new(),
+                already_stored: false,
+            });
+        }
+        let stored_at = Utc::now();
+        let rows = sqlx::query(
+            "INSERT INTO eventsource_events (event_id, event_name, schema_version, aggregate_type, aggregate_id, \
+             aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id, actor_id, metadata, payload) \
+             SELECT json_extract(value, '$.id'), json_extract(value, '$.name'), json_extract(value, '$.sv'), ?2, ?3, \
+             ?4 + key + 1, json_extract(value, '$.at'), ?5, json_extract(value, '$.tenant'), json_extract(value, '$.corr'), \
+             json_extract(value, '$.caus'), json_extract(value, '$.actor'), json_extract(value, '$.meta'), \
+             json_extract(value, '$.payload') \
+             FROM json_each(?1) ORDER BY key \
+             RETURNING position, aggregate_version",
+        )
+        .bind(&batch)
+        .bind(aggregate_type)
+        .bind(&id)
+        .bind(to_i64(actual, "version")?)
+        .bind(micros(stored_at))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if self.outbox {
+            sqlx::query(
+                "INSERT INTO eventsource_outbox (position, created_at) \
+                 SELECT position, ?3 FROM eventsource_events WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND aggregate_version > ?4",
+            )
+            .bind(aggregate_type)
+            .bind(&id)
+            .bind(micros(stored_at))
+            .bind(to_i64(actual, "version")?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        self.appended.notify_waiters();
+
+        let mut positions = vec![0u64; events.len()];
+        for row in &rows {
+            let position: i64 = row.try_get(0).map_err(backend)?;
+            let version: i64 = row.try_get(1).map_err(backend)?;
+            let index = usize::try_from(version - to_i64(actual, "version")? - 1)
+                .ok()
+                .filter(|i| *i < positions.len())
+                .ok_or_else(|| corrupt(0, format!("insert returned version {version}")))?;
+            positions[index] =
+                u64::try_from(position).map_err(|_| corrupt(0, "negative position"))?;
+        }
+        let recorded = events
+            .iter()
+            .zip(positions)
+            .enumerate()
+            .map(|(i, (event, position))| {
+                let mut envelope = event.envelope.clone();
+                envelope.aggregate_version = actual + i as u64 + 1;
+                Arc::new(RecordedEvent {
+                    envelope,
+                    payload: event.payload.clone(),
+                    position,
+                    stored_at,
+                })
+            })
+            .collect();
+        Ok(AppendResult {
+            new_version: actual + events.len() as u64,
+            events: recorded,
+            already_stored: false,
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        after_version: u64,
+    ) -> Result<StreamEvents, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, event_id, event_name, schema_version, aggregate_type, aggregate_id, \
+             aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id, actor_id, metadata, payload \
+             FROM eventsource_events WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND aggregate_version > ?3 \
+             ORDER BY aggregate_version",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id.to_string())
+        .bind(to_i64(after_version, "version")?)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        let events = decode_rows(&rows)?;
+        let version = match events.last() {
+            Some(last) => last.aggregate_version(),
+            None => self.stream_version(aggregate_type, aggregate_id).await?,
+        };
+        Ok(StreamEvents { events, version })
+    }
+
+    async fn read_all_batch(
+        &self,
+        query: &ReadAll,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+        let types = (!query.aggregate_types.is_empty())
+            .then(|| serde_json::to_string(&query.aggregate_types))
+            .transpose()
+            .map_err(|source| StoreError::Serialize {
+                name: "filter".into(),
+                source,
+            })?;
+        let rows = sqlx::query(
+            "SELECT position, event_id, event_name, schema_version, aggregate_type, aggregate_id, \
+             aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id, actor_id, metadata, payload \
+             FROM eventsource_events WHERE position > ?1 \
+             AND (?2 IS NULL OR aggregate_type IN (SELECT value FROM json_each(?2))) \
+             AND (?3 IS NULL OR tenant_id = ?3) \
+             ORDER BY position LIMIT ?4",
+        )
+        .bind(to_i64(after, "position")?)
+        .bind(types)
+        .bind(query.tenant_id.as_deref())
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        decode_rows(&rows)
+    }
+
+    async fn stream_version(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+    ) -> Result<u64, StoreError> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(aggregate_version), 0) FROM eventsource_events WHERE aggregate_type = ?1 AND aggregate_id = ?2",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id.to_string())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(u64::try_from(version).unwrap_or(0))
+    }
+
+    async fn current_position(&self) -> Result<u64, StoreError> {
+        let position: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM eventsource_events")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(backend)?;
+        Ok(u64::try_from(position).unwrap_or(0))
+    }
+
+    async fn event_exists(&self, event_id: Uuid) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM eventsource_events WHERE event_id = ?1")
+                .bind(event_id.to_string())
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(backend)?;
+        Ok(found.is_some())
+    }
+
+    fn append_signal(&self) -> Option<Arc<Notify>> {
+        Some(Arc::clone(&self.appended))
+    }
+}

@@ -1,0 +1,265 @@
+//! The SQLite store against a real database file: the store contract, concurrent writers,
+//! and data that survives reopening.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use eventsource::{
+    AggregateRepository, EventStore, ExpectedVersion, ReadAll, SqliteEventStore, SqliteOptions,
+};
+use eventsource_examples::{Order, Status};
+use eventsource_test::conformance::{ConformanceAccount, deposits};
+use futures_util::TryStreamExt;
+use uuid::Uuid;
+
+/// A fresh database file in the temp dir, removed when dropped.
+struct TempDb(PathBuf);
+
+impl TempDb {
+    fn new() -> Self {
+        TempDb(std::env::temp_dir().join(format!("eventsource-test-{}.sqlite", Uuid::now_v7())))
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        }
+    }
+}
+
+/// A migrated store that owns its temp file.
+struct TempStore {
+    store: SqliteEventStore,
+    _db: TempDb,
+}
+
+#[async_trait::async_trait]
+impl EventStore for TempStore {
+    async fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &[eventsource::UncommittedEvent],
+    ) -> Result<eventsource::AppendResult, eventsource::StoreError> {
+        self.store
+            .append(aggregate_type, aggregate_id, expected, events)
+            .await
+    }
+    async fn read_stream(
+        &self,
+        t: &str,
+        id: Uuid,
+        after: u64,
+    ) -> Result<eventsource::StreamEvents, eventsource::StoreError> {
+        self.store.read_stream(t, id, after).await
+    }
+    async fn read_all_batch(
+        &self,
+        query: &ReadAll,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Arc<eventsource::RecordedEvent>>, eventsource::StoreError> {
+        self.store.read_all_batch(query, after, max).await
+    }
+    async fn stream_version(&self, t: &str, id: Uuid) -> Result<u64, eventsource::StoreError> {
+        self.store.stream_version(t, id).await
+    }
+    async fn current_position(&self) -> Result<u64, eventsource::StoreError> {
+        self.store.current_position().await
+    }
+    async fn event_exists(&self, id: Uuid) -> Result<bool, eventsource::StoreError> {
+        self.store.event_exists(id).await
+    }
+}
+
+async fn fresh_store() -> Option<TempStore> {
+    let db = TempDb::new();
+    let store = SqliteEventStore::open(&db.0).await.unwrap();
+    store.migrate().await.unwrap();
+    Some(TempStore { store, _db: db })
+}
+
+eventsource_test::store_conformance_tests!(fresh_store());
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_appends_need_it() {
+    let db = TempDb::new();
+    let store = SqliteEventStore::open(&db.0).await.unwrap();
+    let id = Uuid::now_v7();
+    let error = store
+        .append(
+            "ConformanceAccount",
+            id,
+            ExpectedVersion::Any,
+            &deposits(id, 0, 1),
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("no such table"), "{error}");
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    store
+        .append(
+            "ConformanceAccount",
+            id,
+            ExpectedVersion::Any,
+            &deposits(id, 0, 1),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+}
+
+#[tokio::test]
+async fn events_and_state_survive_reopening_the_file() {
+    let db = TempDb::new();
+    let id = Uuid::now_v7();
+    {
+        let store = SqliteEventStore::open(&db.0).await.unwrap();
+        store.migrate().await.unwrap();
+        let orders = AggregateRepository::<Order, _>::new(store.clone());
+        let mut order = orders.load_or_create(id).await.unwrap();
+        order.execute(|o| o.create(Uuid::now_v7(), 10.0)).unwrap();
+        order.execute(|o| o.add_item("Widget", 2, 5.0)).unwrap();
+        orders.save(&mut order).await.unwrap();
+        store.close().await;
+    }
+    let store = SqliteEventStore::open(&db.0).await.unwrap();
+    store.migrate().await.unwrap();
+    let orders = AggregateRepository::<Order, _>::new(store.clone());
+    let mut order = orders.load(id).await.unwrap();
+    assert_eq!(order.version(), 2);
+    assert_eq!(order.state().total_amount, 20.0);
+    order.execute(|o| o.ship("TRACK-9")).unwrap();
+    orders.save(&mut order).await.unwrap();
+    assert_eq!(
+        orders.load(id).await.unwrap().state().status,
+        Status::Shipped
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tasks_keep_versions_and_positions_consistent() {
+    let db = TempDb::new();
+    let store = Arc::new(
+        SqliteEventStore::open_with(
+            &db.0,
+            SqliteOptions {
+                durable: false,
+                ..SqliteOptions::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    store.migrate().await.unwrap();
+    let shared = Uuid::now_v7();
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let own = Uuid::now_v7();
+                let mut committed = 0;
+                for round in 0..10 {
+                    store
+                        .append(
+                            "ConformanceAccount",
+                            own,
+                            ExpectedVersion::Exact(round),
+                            &deposits(own, round, 1),
+                        )
+                        .await
+                        .unwrap();
+                    // Contend on one stream too: reload-and-retry until the append lands.
+                    loop {
+                        let version = store
+                            .stream_version("ConformanceAccount", shared)
+                            .await
+                            .unwrap();
+                        match store
+                            .append(
+                                "ConformanceAccount",
+                                shared,
+                                ExpectedVersion::Exact(version),
+                                &deposits(shared, version, 1),
+                            )
+                            .await
+                        {
+                            Ok(_) => break,
+                            Err(e) if e.is_conflict() => continue,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    committed += 1;
+                }
+                committed
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    assert_eq!(total, 60);
+    let shared_events = store
+        .read_stream("ConformanceAccount", shared, 0)
+        .await
+        .unwrap();
+    assert_eq!(shared_events.version, 60);
+    let versions: Vec<u64> = shared_events
+        .events
+        .iter()
+        .map(|e| e.aggregate_version())
+        .collect();
+    assert_eq!(
+        versions,
+        (1..=60).collect::<Vec<_>>(),
+        "no gap, no duplicate version"
+    );
+    let all: Vec<_> = store
+        .read_all(ReadAll::from_start())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 120);
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    let mut account = eventsource::AggregateRoot::<ConformanceAccount>::new(shared);
+    account
+        .load_from_history(shared_events.events.iter().map(|e| &**e))
+        .unwrap();
+    assert_eq!(account.state().deposits, 60);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_a_typed_error_not_a_panic() {
+    let db = TempDb::new();
+    let store = SqliteEventStore::open(&db.0).await.unwrap();
+    store.migrate().await.unwrap();
+    let id = Uuid::now_v7();
+    store
+        .append(
+            "ConformanceAccount",
+            id,
+            ExpectedVersion::Any,
+            &deposits(id, 0, 1),
+        )
+        .await
+        .unwrap();
+    sqlx::query("UPDATE eventsource_events SET metadata = '{not json'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let error = store
+        .read_stream("ConformanceAccount", id, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), eventsource::ErrorKind::Data, "{error}");
+    assert!(error.to_string().contains("metadata"), "{error}");
+    store.close().await;
+}
