@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use eventsource::{
     AggregateRepository, AggregateRoot, EventStore, ExpectedVersion, InMemoryEventStore, ReadAll,
+    SqliteEventStore,
 };
 use eventsource_bench::{Counter, Incremented};
 use futures_util::TryStreamExt;
@@ -24,19 +25,22 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Backend {
     Mem,
+    Sqlite,
 }
 
 impl Backend {
     fn parse(name: &str) -> Result<Self, BoxError> {
         match name {
             "mem" => Ok(Backend::Mem),
-            other => Err(format!("unknown backend `{other}`; available: mem").into()),
+            "sqlite" => Ok(Backend::Sqlite),
+            other => Err(format!("unknown backend `{other}`; available: mem, sqlite").into()),
         }
     }
 
     fn label(self) -> &'static str {
         match self {
             Backend::Mem => "mem",
+            Backend::Sqlite => "sqlite",
         }
     }
 
@@ -53,6 +57,14 @@ impl Backend {
     async fn fresh_store(self) -> Result<Arc<dyn EventStore>, BoxError> {
         match self {
             Backend::Mem => Ok(Arc::new(InMemoryEventStore::new())),
+            Backend::Sqlite => {
+                // A fresh file per repetition, WAL, durable commits (synchronous=FULL).
+                let path = std::env::temp_dir()
+                    .join(format!("eventsource-bench-{}.sqlite", Uuid::now_v7()));
+                let store = SqliteEventStore::open(&path).await?;
+                store.migrate().await?;
+                Ok(Arc::new(store))
+            }
         }
     }
 }
