@@ -64,6 +64,20 @@ pub trait Handles<E: DomainEvent>: Aggregate {
     fn handle(&mut self, event: &E);
 }
 
+/// `Self` is an event `A` handles: the event-side view of [`Handles`], so that
+/// [`AggregateRoot::record`] infers the event type from its argument.
+pub trait EventOf<A: Aggregate>: DomainEvent {
+    /// Applies the event to `state`.
+    fn apply_to(state: &mut A, event: &Self);
+}
+
+impl<A: Handles<E>, E: DomainEvent> EventOf<A> for E {
+    #[inline]
+    fn apply_to(state: &mut A, event: &Self) {
+        state.handle(event);
+    }
+}
+
 /// The enum of an aggregate's events that `#[aggregate]` generates (`OrderEvent` for
 /// `Order`), with one variant per handled event type.
 pub trait AggregateEvent: Clone + fmt::Debug + PartialEq + Send + Sync + 'static {
@@ -99,8 +113,8 @@ impl<A: Aggregate> IntoEvents<A> for () {
 
 impl<A, E> IntoEvents<A> for E
 where
-    A: Handles<E>,
-    E: DomainEvent,
+    A: Aggregate,
+    E: EventOf<A>,
 {
     fn record_into(self, root: &mut AggregateRoot<A>) {
         root.record(self);
@@ -315,11 +329,10 @@ impl<A: Aggregate> AggregateRoot<A> {
     }
 
     /// Applies `event` to the state and records it as uncommitted with the next version.
-    pub fn record<E: DomainEvent>(&mut self, event: E)
-    where
-        A: Handles<E>,
-    {
-        self.state.handle(&event);
+    ///
+    /// Only events the aggregate has a `#[handles]` method for compile.
+    pub fn record<E: EventOf<A>>(&mut self, event: E) {
+        E::apply_to(&mut self.state, &event);
         let envelope = self.next_envelope(E::NAME, E::VERSION);
         self.uncommitted.push(UncommittedEvent {
             envelope,

@@ -67,7 +67,9 @@ pub mod store;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use aggregate::{Aggregate, AggregateEvent, AggregateRoot, Handles, IntoEvents, Unhandled};
+pub use aggregate::{
+    Aggregate, AggregateEvent, AggregateRoot, EventOf, Handles, IntoEvents, Unhandled,
+};
 pub use bus::{EventBus, EventHandler, InMemoryEventBus};
 pub use clock::{Clock, SystemClock};
 pub use error::{

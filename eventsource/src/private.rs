@@ -73,6 +73,25 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
+/// `Clone` for a variant of a generated event enum (bounded on `DomainEvent`, so a type
+/// that is not an event reports that, not a missing `Clone`).
+#[inline]
+pub fn clone_event<E: DomainEvent>(event: &E) -> E {
+    event.clone()
+}
+
+/// `Debug` for a variant of a generated event enum.
+#[inline]
+pub fn debug_event<E: DomainEvent>(event: &E) -> &dyn core::fmt::Debug {
+    event
+}
+
+/// `PartialEq` for a variant of a generated event enum.
+#[inline]
+pub fn eq_event<E: DomainEvent>(a: &E, b: &E) -> bool {
+    a == b
+}
+
 /// Asserts at compile time that `T` is a [`DomainEvent`]; generated with the user's span.
 pub const fn assert_domain_event<T: DomainEvent>() {}
 

@@ -1,0 +1,9 @@
+use eventsource::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+pub struct Created {
+    pub n: u32,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use eventsource::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[event(aggregate = "Order", verison = 2)]
+pub struct Created {
+    pub n: u32,
+}
+
+fn main() {}
