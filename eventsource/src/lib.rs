@@ -69,6 +69,11 @@ pub mod __private;
 
 pub use aggregate::{Aggregate, AggregateEvent, AggregateRoot, Handles, IntoEvents, Unhandled};
 pub use bus::{EventBus, EventHandler, InMemoryEventBus};
+#[cfg(feature = "redis")]
+pub use bus::{
+    ConsumerStats, DeadLetter, MalformedMessage, RedisConsumerBuilder, RedisConsumerHandle, RedisEventBus,
+    RedisEventBusBuilder, StartFrom,
+};
 pub use clock::{Clock, SystemClock};
 pub use error::{
     AggregateError, ApplyError, BoxError, BusError, ConcurrencyError, DecodeError, ErrorKind,

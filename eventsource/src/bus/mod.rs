@@ -12,6 +12,11 @@ mod memory;
 mod redis;
 
 pub use memory::InMemoryEventBus;
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    ConsumerStats, DeadLetter, MalformedMessage, RedisConsumerBuilder, RedisConsumerHandle, RedisEventBus,
+    RedisEventBusBuilder, StartFrom,
+};
 
 /// Delivers stored events to subscribers.
 ///
