@@ -68,12 +68,12 @@ pub mod store;
 pub mod __private;
 
 pub use aggregate::{Aggregate, AggregateEvent, AggregateRoot, Handles, IntoEvents, Unhandled};
-pub use bus::{EventBus, EventHandler, InMemoryEventBus};
 #[cfg(feature = "redis")]
 pub use bus::{
-    ConsumerStats, DeadLetter, MalformedMessage, RedisConsumerBuilder, RedisConsumerHandle, RedisEventBus,
-    RedisEventBusBuilder, StartFrom,
+    ConsumerStats, DeadLetter, MalformedMessage, RedisConsumerBuilder, RedisConsumerHandle,
+    RedisEventBus, RedisEventBusBuilder, StartFrom,
 };
+pub use bus::{EventBus, EventHandler, InMemoryEventBus};
 pub use clock::{Clock, SystemClock};
 pub use error::{
     AggregateError, ApplyError, BoxError, BusError, ConcurrencyError, DecodeError, ErrorKind,

@@ -11,12 +11,12 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
-pub use memory::InMemoryEventBus;
 #[cfg(feature = "redis")]
 pub use self::redis::{
-    ConsumerStats, DeadLetter, MalformedMessage, RedisConsumerBuilder, RedisConsumerHandle, RedisEventBus,
-    RedisEventBusBuilder, StartFrom,
+    ConsumerStats, DeadLetter, MalformedMessage, RedisConsumerBuilder, RedisConsumerHandle,
+    RedisEventBus, RedisEventBusBuilder, StartFrom,
 };
+pub use memory::InMemoryEventBus;
 
 /// Delivers stored events to subscribers.
 ///

@@ -115,7 +115,10 @@ impl RedisConsumerBuilder {
 
     /// Runs `handler` on every event.
     pub fn subscribe_all(mut self, handler: Arc<dyn EventHandler>) -> Self {
-        self.subscribers.push(Subscriber { names: None, handler });
+        self.subscribers.push(Subscriber {
+            names: None,
+            handler,
+        });
         self
     }
 
@@ -620,7 +623,8 @@ impl Worker {
                 .await?;
         }
         for (entry, deliveries, error) in dead {
-            self.dead_letter(con, stream, &entry, deliveries, &error).await?;
+            self.dead_letter(con, stream, &entry, deliveries, &error)
+                .await?;
         }
         if highest > 0 {
             self.position.send_if_modified(|position| {
@@ -640,7 +644,11 @@ impl Worker {
     /// Runs the handlers subscribed to one message and decides its fate.
     async fn handle(&self, entry: &mut StreamId, deliveries: u64, highest: &mut u64) -> Outcome {
         let Some(name) = wire::text_field(&entry.map, wire::NAME).map(str::to_owned) else {
-            return Outcome::DeadLetter(format!("malformed bus message {}: no `{}` field", entry.id, wire::NAME));
+            return Outcome::DeadLetter(format!(
+                "malformed bus message {}: no `{}` field",
+                entry.id,
+                wire::NAME
+            ));
         };
         let handlers: Vec<&Arc<dyn EventHandler>> = self
             .subscribers
@@ -669,7 +677,9 @@ impl Worker {
         };
         let mut failures = Vec::new();
         for handler in handlers {
-            let result = AssertUnwindSafe(handler.handle(&event)).catch_unwind().await;
+            let result = AssertUnwindSafe(handler.handle(&event))
+                .catch_unwind()
+                .await;
             let error = match result {
                 Ok(Ok(())) => continue,
                 Ok(Err(error)) => error.to_string(),
@@ -701,8 +711,13 @@ impl Worker {
         let error = failures.join("; ");
         if deliveries >= self.max_deliveries {
             // Decoding took the payload out of the message: put it back for the dead letter.
-            if let Payload::Json(text) = std::mem::replace(&mut event.payload, Payload::Json(String::new())) {
-                entry.map.insert(wire::PAYLOAD.to_owned(), ::redis::Value::BulkString(text.into_bytes()));
+            if let Payload::Json(text) =
+                std::mem::replace(&mut event.payload, Payload::Json(String::new()))
+            {
+                entry.map.insert(
+                    wire::PAYLOAD.to_owned(),
+                    ::redis::Value::BulkString(text.into_bytes()),
+                );
             }
             Outcome::DeadLetter(error)
         } else {

@@ -28,9 +28,7 @@ use crate::event::RecordedEvent;
 mod consumer;
 mod wire;
 
-pub use consumer::{
-    ConsumerStats, RedisConsumerBuilder, RedisConsumerHandle, StartFrom,
-};
+pub use consumer::{ConsumerStats, RedisConsumerBuilder, RedisConsumerHandle, StartFrom};
 pub use wire::MalformedMessage;
 
 const BACKEND: &str = "redis";
@@ -317,7 +315,11 @@ impl RedisEventBus {
     ///
     /// # Errors
     /// [`BusError::Backend`].
-    pub async fn replay_dead_letter(&self, group: &str, id: &str) -> Result<Option<String>, BusError> {
+    pub async fn replay_dead_letter(
+        &self,
+        group: &str,
+        id: &str,
+    ) -> Result<Option<String>, BusError> {
         self.replay_cmd(group, id)
             .query_async(&mut self.publisher())
             .await
@@ -374,7 +376,8 @@ impl RedisEventBus {
             for (id, _) in &ids {
                 pipe.add_command(self.replay_cmd(group, id));
             }
-            let results: Vec<Option<String>> = pipe.query_async(&mut con).await.map_err(backend_error)?;
+            let results: Vec<Option<String>> =
+                pipe.query_async(&mut con).await.map_err(backend_error)?;
             replayed += results.iter().filter(|id| id.is_some()).count();
             if ids.len() < PAGE {
                 return Ok(replayed);
@@ -454,7 +457,11 @@ pub struct DeadLetter {
 impl DeadLetter {
     fn from_entry(group: &str, mut entry: StreamId) -> Self {
         use dead_fields::*;
-        let text = |name: &str| wire::text_field(&entry.map, name).unwrap_or_default().to_owned();
+        let text = |name: &str| {
+            wire::text_field(&entry.map, name)
+                .unwrap_or_default()
+                .to_owned()
+        };
         let consumer = text(CONSUMER);
         let source = text(SOURCE);
         let source_id = text(SOURCE_ID);

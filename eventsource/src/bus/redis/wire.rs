@@ -97,7 +97,10 @@ pub(super) fn text_field<'a>(map: &'a HashMap<String, Value>, name: &str) -> Opt
 
 /// Decodes a message back into a [`RecordedEvent`] with a [`Payload::Json`] payload,
 /// taking the payload bytes out of `map` without copying them.
-pub(super) fn decode(id: &str, map: &mut HashMap<String, Value>) -> Result<RecordedEvent, MalformedMessage> {
+pub(super) fn decode(
+    id: &str,
+    map: &mut HashMap<String, Value>,
+) -> Result<RecordedEvent, MalformedMessage> {
     let malformed = |reason: String| MalformedMessage {
         id: id.to_owned(),
         reason,
@@ -142,8 +145,14 @@ mod tests {
 
     fn fields(encoded: &Encoded<'_>) -> HashMap<String, Value> {
         HashMap::from([
-            (NAME.to_owned(), Value::BulkString(encoded.name.as_bytes().to_vec())),
-            (META.to_owned(), Value::BulkString(encoded.meta.clone().into_bytes())),
+            (
+                NAME.to_owned(),
+                Value::BulkString(encoded.name.as_bytes().to_vec()),
+            ),
+            (
+                META.to_owned(),
+                Value::BulkString(encoded.meta.clone().into_bytes()),
+            ),
             (
                 PAYLOAD.to_owned(),
                 Value::BulkString(encoded.payload.as_bytes().to_vec()),
