@@ -43,10 +43,7 @@ struct Withdrawn {
 const IDLE: Duration = Duration::from_millis(200);
 const DEADLINE: Duration = Duration::from_secs(15);
 
-fn redis_url() -> String {
-    std::env::var("EVENTSOURCE_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
+use eventsource_test::backend::{redis_url, require_or_skip};
 
 /// A test's own corner of the server: a bus under a unique prefix, an admin connection,
 /// and cleanup of every key under the prefix when dropped.
@@ -58,7 +55,7 @@ struct Ctx {
 
 impl Ctx {
     /// `None` (after printing SKIPPED) when the server is not reachable, unless
-    /// `EVENTSOURCE_TEST_REQUIRE_BACKENDS=1`.
+    /// `EVENTSOURCE_TEST_REQUIRE_BACKENDS=1`, which makes it fail.
     async fn new(test: &str) -> Option<Ctx> {
         let url = redis_url();
         let prefix = format!("estest:{test}:{}", Uuid::now_v7().simple());
@@ -75,20 +72,12 @@ impl Ctx {
                 .map_err(|e| e.to_string())?;
             Ok::<_, String>((admin, bus))
         };
-        match tokio::time::timeout(Duration::from_secs(5), connected).await {
-            Ok(Ok((admin, bus))) => Some(Ctx { bus, admin, prefix }),
-            outcome => {
-                let reason = match outcome {
-                    Ok(Err(error)) => error,
-                    _ => "timed out".to_owned(),
-                };
-                if std::env::var("EVENTSOURCE_TEST_REQUIRE_BACKENDS").as_deref() == Ok("1") {
-                    panic!("redis not reachable at {url}: {reason}");
-                }
-                println!("SKIPPED (redis not reachable at {url})");
-                None
-            }
-        }
+        let connected = match tokio::time::timeout(Duration::from_secs(5), connected).await {
+            Ok(connected) => connected,
+            Err(_) => Err("timed out".to_owned()),
+        };
+        let (admin, bus) = require_or_skip("redis", &url, connected)?;
+        Some(Ctx { bus, admin, prefix })
     }
 
     fn consumer(&self, group: &str) -> RedisConsumerBuilder {
