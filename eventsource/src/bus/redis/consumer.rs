@@ -650,13 +650,7 @@ impl Worker {
                 wire::NAME
             ));
         };
-        let handlers: Vec<&Arc<dyn EventHandler>> = self
-            .subscribers
-            .iter()
-            .filter(|s| s.wants(&name))
-            .map(|s| &s.handler)
-            .collect();
-        if handlers.is_empty() {
+        if !self.subscribers.iter().any(|s| s.wants(&name)) {
             bump(&self.stats.skipped, 1);
             let known = EventRegistry::global().is_ok_and(|registry| registry.get(&name).is_some());
             if known {
@@ -676,7 +670,12 @@ impl Worker {
             Err(malformed) => return Outcome::DeadLetter(malformed.to_string()),
         };
         let mut failures = Vec::new();
-        for handler in handlers {
+        for handler in self
+            .subscribers
+            .iter()
+            .filter(|s| s.wants(&name))
+            .map(|s| &s.handler)
+        {
             let result = AssertUnwindSafe(handler.handle(&event))
                 .catch_unwind()
                 .await;

@@ -123,10 +123,22 @@ pub(super) fn decode(
         )));
     }
     let payload = match map.remove(PAYLOAD) {
-        Some(Value::BulkString(bytes)) => String::from_utf8(bytes)
-            .map_err(|error| malformed(format!("`{PAYLOAD}` is not UTF-8: {error}")))?,
+        Some(Value::BulkString(bytes)) => match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => {
+                let reason = format!("`{PAYLOAD}` is not UTF-8: {}", error.utf8_error());
+                // Leave the message whole: it goes to the dead letters as it was.
+                map.insert(PAYLOAD.to_owned(), Value::BulkString(error.into_bytes()));
+                return Err(malformed(reason));
+            }
+        },
         Some(Value::SimpleString(text)) => text,
-        Some(_) | None => return Err(malformed(format!("no `{PAYLOAD}` field"))),
+        other => {
+            if let Some(value) = other {
+                map.insert(PAYLOAD.to_owned(), value);
+            }
+            return Err(malformed(format!("no `{PAYLOAD}` field")));
+        }
     };
     Ok(RecordedEvent {
         envelope: meta.envelope,
@@ -212,6 +224,21 @@ mod tests {
         map.insert(NAME.to_owned(), Value::BulkString(b"other".to_vec()));
         let error = decode("5-1", &mut map).unwrap_err();
         assert!(error.reason.contains("other"), "{error}");
+    }
+
+    #[test]
+    fn a_payload_that_is_not_utf8_is_malformed_and_kept_for_the_dead_letter() {
+        let event = event();
+        let encoded = encode(&event).unwrap();
+        let mut map = fields(&encoded);
+        map.insert(PAYLOAD.to_owned(), Value::BulkString(vec![0xff, 0xfe]));
+        assert!(
+            decode("1-1", &mut map)
+                .unwrap_err()
+                .reason
+                .contains("UTF-8")
+        );
+        assert_eq!(field(&map, PAYLOAD), Some(&[0xff, 0xfe][..]));
     }
 
     #[test]
