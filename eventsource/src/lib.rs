@@ -50,7 +50,7 @@
 //! |---|---|---|
 //! | `macros` | yes | `#[derive(DomainEvent)]`, `#[aggregate]`, `#[handles]` |
 //! | `sqlite` | no | [`SqliteEventStore`]: the embedded store (bundled SQLite) |
-//! | `redis` | no | [`RedisEventBus`]: a bus on Redis Streams with consumer groups, reclaim and dead letters |
+//! | `redis` | no | `RedisEventBus`: a bus on Redis Streams with consumer groups, reclaim and dead letters |
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 

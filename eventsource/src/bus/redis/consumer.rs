@@ -261,7 +261,7 @@ pub struct ConsumerStats {
     /// Pending messages found deleted from the stream by trimming before anyone
     /// acknowledged them (logged as errors).
     pub trimmed: u64,
-    /// Times the consumer re-established its connection.
+    /// Times the consumer lost its connection and set out to reconnect.
     pub reconnects: u64,
 }
 
