@@ -465,7 +465,10 @@ async fn consumers_of_one_group_share_the_work_and_each_event_is_handled_once() 
         first.count(),
         second.count()
     );
-    assert_eq!(a.stats().handled + b.stats().handled, 40);
+    eventually("both count their work", || async {
+        a.stats().handled + b.stats().handled == 40
+    })
+    .await;
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -607,6 +610,104 @@ async fn events_nobody_handles_are_acknowledged_and_skipped() {
     consumer.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stopped_gracefully_leaves_its_group_and_an_aborted_one_stays_with_its_messages()
+{
+    let Some(ctx) = Ctx::new("leave").await else {
+        return;
+    };
+    let consumers = || async {
+        let reply: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(ctx.bus.stream_key())
+            .arg("g")
+            .query_async(&mut ctx.admin.clone())
+            .await
+            .unwrap();
+        reply
+            .consumers
+            .into_iter()
+            .map(|c| c.name)
+            .collect::<Vec<_>>()
+    };
+    let recorder = Recorder::new("r", Mode::Succeed);
+    let polite = ctx
+        .consumer("g")
+        .subscribe_all(recorder.handler())
+        .start()
+        .await
+        .unwrap();
+    ctx.bus.publish(&deposits(1)).await.unwrap();
+    eventually("handled", || async { recorder.count() == 1 }).await;
+    eventually("registered in the group", || async {
+        consumers().await.len() == 1
+    })
+    .await;
+    polite.shutdown().await;
+    assert!(consumers().await.is_empty());
+
+    let stuck = Recorder::new("stuck", Mode::Hang);
+    let crashed = ctx
+        .consumer("g")
+        .subscribe_all(stuck.handler())
+        .start()
+        .await
+        .unwrap();
+    let name = crashed.name().to_owned();
+    ctx.bus.publish(&deposits(1)).await.unwrap();
+    eventually("inside the handler", || async { stuck.attempts() == 1 }).await;
+    crashed.abort();
+    assert_eq!(
+        consumers().await,
+        vec![name],
+        "its pending message keeps it listed until claimed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_counts_as_a_failure_and_the_consumer_keeps_going() {
+    let Some(ctx) = Ctx::new("panic").await else {
+        return;
+    };
+    struct Panics;
+    #[async_trait]
+    impl EventHandler for Panics {
+        fn name(&self) -> &str {
+            "panics"
+        }
+        async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+            if event.decode::<Deposited>()?.amount == 1 {
+                panic!("amount one is cursed");
+            }
+            Ok(())
+        }
+    }
+    let consumer = ctx
+        .consumer("g")
+        .max_deliveries(1)
+        .subscribe_all(Arc::new(Panics))
+        .start()
+        .await
+        .unwrap();
+    ctx.bus.publish(&deposits(2)).await.unwrap();
+    eventually("the second event is handled", || async {
+        consumer.stats().handled == 1
+    })
+    .await;
+    eventually("the first is dead-lettered", || async {
+        ctx.bus.dead_letter_count("g").await.unwrap() == 1
+    })
+    .await;
+    let letter = ctx.bus.dead_letters("g", 1).await.unwrap().remove(0);
+    assert!(
+        letter.error.contains("panicked: amount one is cursed"),
+        "{}",
+        letter.error
+    );
+    assert!(letter.error.contains("panics"), "{}", letter.error);
+    consumer.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Dead letters
 // ---------------------------------------------------------------------------------------
@@ -665,10 +766,10 @@ async fn a_poison_message_is_dead_lettered_after_the_maximum_deliveries_with_its
         Deposited { amount: 13 }
     );
 
-    let stats = consumer.stats();
-    assert_eq!(stats.dead_lettered, 1);
+    eventually("counted", || async { consumer.stats().dead_lettered == 1 }).await;
     assert_eq!(
-        stats.reclaimed, 2,
+        consumer.stats().reclaimed,
+        2,
         "deliveries 2 and 3 came from the pending list"
     );
     consumer.shutdown().await;
@@ -1056,6 +1157,13 @@ async fn a_repository_publishes_saved_events_to_redis_and_a_consumer_decodes_the
     })
     .await;
     eventually("the creation was seen", || async { created.count() == 1 }).await;
-    assert_eq!(consumer.stats().handled, 3);
+    eventually("three events handled", || async {
+        consumer.stats().handled == 3
+    })
+    .await;
+    eventually("and acknowledged", || async {
+        ctx.pending("read-model").await == 0
+    })
+    .await;
     consumer.shutdown().await;
 }

@@ -318,6 +318,7 @@ impl RedisConsumerHandle {
 
     /// Stops after the current read and batch (at most the block time plus the handlers'
     /// time) and waits for it. What was handled is acknowledged; nothing is left half done.
+    /// A consumer that holds no pending message then leaves its group.
     pub async fn shutdown(mut self) {
         self.shutdown.send_replace(true);
         if let Some(task) = self.task.take()
@@ -457,7 +458,44 @@ impl Worker {
                 }
             }
         }
+        if let Err(error) = self.leave_group().await {
+            tracing::debug!(consumer = %self.name, group = %self.group, %error, "could not remove the consumer from its group");
+        }
         tracing::debug!(consumer = %self.name, group = %self.group, "redis consumer stopped");
+    }
+
+    /// On a graceful stop, removes this consumer from the group if it holds no pending
+    /// message, so that consumers with generated names do not pile up in `XINFO CONSUMERS`.
+    /// Nothing can be added to its pending list once it stopped reading (claims move
+    /// messages to the claimer), so the check cannot race.
+    async fn leave_group(&mut self) -> RedisResult<()> {
+        let Some(mut con) = self.connection.clone() else {
+            return Ok(());
+        };
+        let mut pipe = ::redis::pipe();
+        for stream in &self.streams {
+            pipe.cmd("XPENDING")
+                .arg(stream)
+                .arg(&self.group)
+                .arg("-")
+                .arg("+")
+                .arg(1)
+                .arg(&self.name);
+        }
+        let pending: Vec<StreamPendingCountReply> = pipe.query_async(&mut con).await?;
+        if pending.iter().any(|reply| !reply.ids.is_empty()) {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        for stream in &self.streams {
+            pipe.cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(stream)
+                .arg(&self.group)
+                .arg(&self.name)
+                .ignore();
+        }
+        pipe.exec_async(&mut con).await
     }
 
     fn on_error(&mut self, error: &RedisError) {
