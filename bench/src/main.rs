@@ -6,6 +6,9 @@
 //!
 //! `--backend sqlite` and `--backend pg` need the crate's `sqlite` / `postgres` features
 //! (`--all-features`); PostgreSQL is read from `EVENTSOURCE_BENCH_POSTGRES_URL`.
+//!
+//! `--backend redis [--workloads R1,R3] [--reps 3]` (feature `redis`) measures the Redis
+//! Streams bus instead: see `redis_bus.rs`.
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -18,6 +21,9 @@ use eventsource::{
 use eventsource_bench::{Counter, Incremented};
 use futures_util::TryStreamExt;
 use uuid::Uuid;
+
+#[cfg(feature = "redis")]
+mod redis_bus;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -272,6 +278,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
 }
 
 fn main() -> Result<(), BoxError> {
+    #[cfg(feature = "redis")]
+    if let Some(outcome) = redis_bus::main_if_selected() {
+        return outcome;
+    }
     let args = parse_args()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

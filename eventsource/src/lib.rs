@@ -49,7 +49,8 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `macros` | yes | `#[derive(DomainEvent)]`, `#[aggregate]`, `#[handles]` |
-//! | `sqlite` | no | [`SqliteEventStore`]: the embedded store (bundled SQLite) |
+//! | `sqlite` | no | `SqliteEventStore`: the embedded store (bundled SQLite) |
+//! | `redis` | no | `RedisEventBus`: a bus on Redis Streams with consumer groups, reclaim and dead letters |
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -69,6 +70,11 @@ pub mod __private;
 
 pub use aggregate::{
     Aggregate, AggregateEvent, AggregateRoot, EventOf, Handles, IntoEvents, Unhandled,
+};
+#[cfg(feature = "redis")]
+pub use bus::{
+    ConsumerStats, DeadLetter, MalformedMessage, RedisConsumerBuilder, RedisConsumerHandle,
+    RedisEventBus, RedisEventBusBuilder, StartFrom,
 };
 pub use bus::{EventBus, EventHandler, InMemoryEventBus};
 pub use clock::{Clock, SystemClock};

@@ -11,6 +11,11 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    ConsumerStats, DeadLetter, MalformedMessage, RedisConsumerBuilder, RedisConsumerHandle,
+    RedisEventBus, RedisEventBusBuilder, StartFrom,
+};
 pub use memory::InMemoryEventBus;
 
 /// Delivers stored events to subscribers.

@@ -1,1 +1,0 @@
-//! Redis Streams event bus (feature `redis`).
