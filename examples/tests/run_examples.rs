@@ -1,0 +1,75 @@
+//! Every example runs to completion: exit 0, no server needed.
+//!
+//! `cargo test` builds the examples of this package before running its tests; this test
+//! finds each binary next to its own and runs it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn example_names() -> Vec<String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            (path.extension()? == "rs").then(|| path.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn binary(name: &str) -> PathBuf {
+    // .../target/<profile>/deps/run_examples-<hash> -> .../target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+#[test]
+fn every_example_runs_to_completion() {
+    let names = example_names();
+    assert!(!names.is_empty(), "no example found");
+    for name in names {
+        let path = binary(&name);
+        assert!(
+            path.exists(),
+            "example `{name}` was not built at {}",
+            path.display()
+        );
+        let data =
+            std::env::temp_dir().join(format!("eventsource-example-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&data).unwrap();
+        let started = Instant::now();
+        let mut child = Command::new(&path)
+            .current_dir(&data)
+            .env_remove("EVENTSOURCE_POSTGRES_URL")
+            // Files, not pipes: a chatty example must not block on a full pipe.
+            .stdout(std::fs::File::create(data.join("stdout")).unwrap())
+            .stderr(std::fs::File::create(data.join("stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("example `{name}` did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = std::fs::read_to_string(data.join("stdout")).unwrap_or_default();
+        let stderr = std::fs::read_to_string(data.join("stderr")).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&data);
+        assert!(
+            status.success(),
+            "example `{name}` exited with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        assert!(!stdout.is_empty(), "example `{name}` printed nothing");
+    }
+}
