@@ -59,6 +59,10 @@ pub mod bus;
 mod clock;
 mod error;
 mod event;
+pub mod projection;
+
+/// Re-exported for implementing [`Projection`](projection::Projection), [`EventStore`] and [`EventHandler`] without a direct dependency.
+pub use async_trait::async_trait;
 mod registry;
 mod repository;
 mod snapshot;
