@@ -26,6 +26,10 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 ///
 /// `#[aggregate(name = "Order", unhandled = "ignore", event_enum = "OrderEvent", crate = "path")]`,
 /// all optional.
+///
+/// The generated event enum is `pub` whatever the events' visibility (the
+/// `private_interfaces` lint is allowed on it), so it compiles next to private event
+/// types; each variant is named after the last segment of the event's path.
 #[proc_macro_attribute]
 pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
     aggregate::expand(args.into(), input.into()).into()

@@ -1,10 +1,10 @@
 //! [`AggregateDef`] into tokens. Infallible: every check happened before.
 
-use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::parse::AggregateDef;
+use super::parse::{AggregateDef, HandlerDef};
 
 pub fn expand(def: &AggregateDef<'_>) -> TokenStream {
     let AggregateDef {
@@ -16,7 +16,6 @@ pub fn expand(def: &AggregateDef<'_>) -> TokenStream {
         handlers,
     } = def;
     let events: Vec<&syn::Path> = handlers.iter().map(|h| &h.event).collect();
-    let methods: Vec<&syn::Ident> = handlers.iter().map(|h| h.ident()).collect();
     let variants: Vec<&syn::Ident> = handlers.iter().map(|h| h.variant()).collect();
     let unhandled = if *ignore_unhandled {
         quote!(#root::Unhandled::Ignore)
@@ -24,33 +23,51 @@ pub fn expand(def: &AggregateDef<'_>) -> TokenStream {
         quote!(#root::Unhandled::Error)
     };
 
-    // Compile-time checks, each pointing at the event in `#[handles(...)]`.
-    let checks = handlers.iter().map(|handler| {
-        let event = &handler.event;
-        let shown = quote!(#event).to_string().replace(' ', "");
-        let message = format!(
-            "`{shown}` belongs to another aggregate: its `#[event(aggregate = ...)]` does not name `{name}`, so `{name}` cannot handle it"
-        );
-        quote_spanned! {event.span()=>
-            const _: () = #root::__private::assert_domain_event::<#event>();
-            const _: () = if !#root::__private::str_eq(<#event as #root::DomainEvent>::AGGREGATE_TYPE, #name) {
-                ::core::panic!(#message)
-            };
-        }
-    });
+    let checks = handlers
+        .iter()
+        .enumerate()
+        .map(|(index, handler)| checks(def, handler, &handlers[..index]));
+    // The call into the user's method, spanned at its event parameter: a parameter of
+    // another type than `#[handles(...)]` names is reported there.
+    let calls: Vec<TokenStream> = handlers
+        .iter()
+        .map(|handler| {
+            let method = handler.ident();
+            let span = handler
+                .event_param()
+                .map_or_else(|| method.span(), Spanned::span);
+            quote_spanned!(span=> Self::#method(self, event))
+        })
+        .collect();
 
-    // Everything that needs `E: DomainEvent` is spanned at the event in `#[handles(E)]`,
-    // so a type that is not an event yields one message, at the user's token.
-    let per_event = handlers.iter().map(|handler| {
-        let event = &handler.event;
-        let method = handler.ident();
-        let variant = handler.variant();
+    // Every use of an event as a `DomainEvent`, spanned at the event in `#[handles(...)]`:
+    // when it is not one, every error points at the user's token.
+    let names: Vec<TokenStream> = events
+        .iter()
+        .map(|event| {
+            let root = respanned(root, event.span());
+            quote_spanned!(event.span()=> <#event as #root::DomainEvent>::NAME)
+        })
+        .collect();
+    let versions = events.iter().map(|event| {
+        let root = respanned(root, event.span());
+        quote_spanned!(event.span()=> <#event as #root::DomainEvent>::VERSION)
+    });
+    let payloads = events.iter().map(|event| {
+        let root = respanned(root, event.span());
+        quote_spanned!(event.span()=> #root::Payload::typed::<#event>(event))
+    });
+    let per_event = handlers.iter().zip(&calls).map(|(handler, call)| {
+        let (event, variant) = (&handler.event, handler.variant());
+        // The trait path must carry the event's span too: rustc reports an unmet bound
+        // of the trait at the path's first token.
+        let root = respanned(root, event.span());
         quote_spanned! {event.span()=>
             #[automatically_derived]
             impl #root::Handles<#event> for #self_ty {
                 #[inline]
                 fn handle(&mut self, event: &#event) {
-                    Self::#method(self, event)
+                    #call
                 }
             }
 
@@ -62,24 +79,38 @@ pub fn expand(def: &AggregateDef<'_>) -> TokenStream {
             }
         }
     });
-    let clone_arms = handlers.iter().map(|h| {
-        let (event, variant) = (&h.event, h.variant());
-        quote_spanned! {event.span()=> #event_enum::#variant(event) => #event_enum::#variant(#root::__private::clone_event(event)), }
+    // The enum's `Clone`, `Debug` and `PartialEq` go through helpers bounded on
+    // `DomainEvent` rather than derives, so a type that is not an event is reported as
+    // that, not as a missing `Clone` or `==`.
+    let clone_arms = handlers.iter().map(|handler| {
+        let (event, variant) = (&handler.event, handler.variant());
+        let root = respanned(root, event.span());
+        quote_spanned! {event.span()=>
+            #event_enum::#variant(event) => #event_enum::#variant(#root::__private::clone_event(event)),
+        }
     });
-    let debug_arms = handlers.iter().map(|h| {
-        let (event, variant) = (&h.event, h.variant());
+    let debug_arms = handlers.iter().map(|handler| {
+        let (event, variant) = (&handler.event, handler.variant());
+        let root = respanned(root, event.span());
         let label = variant.to_string();
-        quote_spanned! {event.span()=> #event_enum::#variant(event) => f.debug_tuple(#label).field(#root::__private::debug_event(event)).finish(), }
+        quote_spanned! {event.span()=>
+            #event_enum::#variant(event) => f.debug_tuple(#label).field(#root::__private::debug_event(event)).finish(),
+        }
     });
-    let eq_arms = handlers.iter().map(|h| {
-        let (event, variant) = (&h.event, h.variant());
-        quote_spanned! {event.span()=> (#event_enum::#variant(a), #event_enum::#variant(b)) => #root::__private::eq_event(a, b), }
+    let eq_arms = handlers.iter().map(|handler| {
+        let (event, variant) = (&handler.event, handler.variant());
+        let root = respanned(root, event.span());
+        quote_spanned! {event.span()=>
+            (#event_enum::#variant(a), #event_enum::#variant(b)) => #root::__private::eq_event(a, b),
+        }
     });
 
     let enum_doc = format!("Every event `{name}` handles, generated by `#[aggregate]`.");
     quote! {
         #[doc = #enum_doc]
-        #[allow(private_interfaces)]
+        // `pub` so that the enum is usable wherever the aggregate is; an event type that
+        // is less visible only limits where the variant can be named.
+        #[allow(private_interfaces, unreachable_pub, clippy::large_enum_variant)]
         pub enum #event_enum {
             #(
                 #[allow(missing_docs)]
@@ -93,7 +124,7 @@ pub fn expand(def: &AggregateDef<'_>) -> TokenStream {
             #[automatically_derived]
             impl #root::Aggregate for #self_ty {
                 const TYPE: &'static str = #name;
-                const HANDLED: &'static [&'static str] = &[#(<#events as #root::DomainEvent>::NAME),*];
+                const HANDLED: &'static [&'static str] = &[#(#names),*];
                 const UNHANDLED: #root::Unhandled = #unhandled;
                 type Event = #event_enum;
 
@@ -104,8 +135,8 @@ pub fn expand(def: &AggregateDef<'_>) -> TokenStream {
                 ) -> ::core::result::Result<(), #root::ApplyError> {
                     match &*envelope.event_name {
                         #(
-                            <#events as #root::DomainEvent>::NAME => {
-                                #root::__private::decode_with::<#events, _>(envelope, payload, |event| Self::#methods(self, event))
+                            #names => {
+                                #root::__private::decode_with::<#events, _>(envelope, payload, |event| #calls)
                             }
                         )*
                         other => #root::__private::unhandled(#name, other, #ignore_unhandled),
@@ -114,7 +145,7 @@ pub fn expand(def: &AggregateDef<'_>) -> TokenStream {
 
                 fn apply_event(&mut self, event: &#event_enum) {
                     match event {
-                        #(#event_enum::#variants(event) => Self::#methods(self, event),)*
+                        #(#event_enum::#variants(event) => #calls,)*
                     }
                 }
             }
@@ -154,19 +185,19 @@ pub fn expand(def: &AggregateDef<'_>) -> TokenStream {
             impl #root::AggregateEvent for #event_enum {
                 fn event_name(&self) -> &'static str {
                     match self {
-                        #(#event_enum::#variants(_) => <#events as #root::DomainEvent>::NAME,)*
+                        #(#event_enum::#variants(_) => #names,)*
                     }
                 }
 
                 fn schema_version(&self) -> u32 {
                     match self {
-                        #(#event_enum::#variants(_) => <#events as #root::DomainEvent>::VERSION,)*
+                        #(#event_enum::#variants(_) => #versions,)*
                     }
                 }
 
                 fn into_payload(self) -> #root::Payload {
                     match self {
-                        #(#event_enum::#variants(event) => #root::Payload::typed(event),)*
+                        #(#event_enum::#variants(event) => #payloads,)*
                     }
                 }
 
@@ -176,7 +207,7 @@ pub fn expand(def: &AggregateDef<'_>) -> TokenStream {
                 ) -> ::core::result::Result<Self, #root::ApplyError> {
                     match &*envelope.event_name {
                         #(
-                            <#events as #root::DomainEvent>::NAME => {
+                            #names => {
                                 #root::__private::decode_owned::<#events>(envelope, payload).map(#event_enum::#variants)
                             }
                         )*
@@ -193,4 +224,66 @@ pub fn expand(def: &AggregateDef<'_>) -> TokenStream {
             }
         };
     }
+}
+
+/// Compile-time checks for one handler, each spanned at the event in `#[handles(...)]`:
+/// it is a `DomainEvent`, it belongs to this aggregate, and no earlier handled event has
+/// its stored name.
+fn checks(
+    def: &AggregateDef<'_>,
+    handler: &HandlerDef<'_>,
+    earlier: &[HandlerDef<'_>],
+) -> TokenStream {
+    let AggregateDef { name, root, .. } = def;
+    let event = &handler.event;
+    let shown = handler.event_shown();
+    let foreign = format!(
+        "`{shown}` belongs to another aggregate: its `#[event(aggregate = ...)]` does not name `{name}`, so `{name}` cannot handle it"
+    );
+    let same_names = earlier.iter().map(|other| {
+        let other_event = &other.event;
+        let message = format!(
+            "`{shown}` and `{}` have the same stored name, so replay cannot tell them apart; give one its own `#[event(name = \"...\")]`, or upcast the old version and handle only the new one",
+            other.event_shown()
+        );
+        quote_spanned! {event.span()=>
+            if #root::__private::str_eq(
+                <#event as #root::DomainEvent>::NAME,
+                <#other_event as #root::DomainEvent>::NAME,
+            ) {
+                ::core::panic!(#message)
+            }
+        }
+    });
+    let distinct = (!earlier.is_empty()).then(|| {
+        quote_spanned! {event.span()=>
+            const _: () = {
+                #(#same_names)*
+            };
+        }
+    });
+    quote_spanned! {event.span()=>
+        const _: () = #root::__private::assert_domain_event::<#event>();
+        const _: () = if !#root::__private::str_eq(<#event as #root::DomainEvent>::AGGREGATE_TYPE, #name) {
+            ::core::panic!(#foreign)
+        };
+        #distinct
+    }
+}
+
+/// `tokens` with every span set to `span`.
+fn respanned(tokens: impl ToTokens, span: Span) -> TokenStream {
+    tokens
+        .into_token_stream()
+        .into_iter()
+        .map(|mut tree| {
+            if let TokenTree::Group(group) = &tree {
+                let mut inner = Group::new(group.delimiter(), respanned(group.stream(), span));
+                inner.set_span(span);
+                tree = TokenTree::Group(inner);
+            }
+            tree.set_span(span);
+            tree
+        })
+        .collect()
 }

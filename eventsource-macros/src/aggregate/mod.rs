@@ -106,4 +106,79 @@ mod tests {
         );
         insta::assert_snapshot!(pretty(out));
     }
+
+    /// The messages `expand` reports for `input`, in order.
+    fn errors(args: TokenStream, input: TokenStream) -> Vec<String> {
+        let item: syn::ItemImpl = syn::parse2(input).unwrap();
+        let ctxt = Ctxt::new();
+        if let Some(def) = parse::AggregateDef::from_ast(&ctxt, args, &item) {
+            validate::check(&ctxt, &def);
+        }
+        ctxt.check()
+            .err()
+            .map(|error| error.into_iter().map(|e| e.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn accepts_lifetimes_and_leaves_other_methods_alone() {
+        let messages = errors(
+            TokenStream::new(),
+            quote! {
+                impl Order {
+                    #[handles(Created)]
+                    fn on_created<'e>(&mut self, event: &'e Created) {}
+                    async fn anything(self, a: u8, b: u8) -> u8 { a }
+                }
+            },
+        );
+        assert!(messages.is_empty(), "{messages:?}");
+    }
+
+    #[test]
+    fn refuses_two_events_that_would_share_a_variant() {
+        assert_eq!(
+            errors(
+                quote!(event_enum = "History"),
+                quote! {
+                    impl Order {
+                        #[handles(Created)]
+                        fn a(&mut self, event: &Created) {}
+                        #[handles(legacy_sales::Created)]
+                        fn b(&mut self, event: &legacy_sales::Created) {}
+                    }
+                },
+            ),
+            [
+                "`legacy_sales::Created` and `Created` would both be the variant `History::Created`; import one under another name (`use legacy_sales::Created as LegacySalesCreated;`) and handle that"
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_misplaced_or_malformed_marks() {
+        assert_eq!(
+            errors(
+                TokenStream::new(),
+                quote! {
+                    impl Order {
+                        #[handles(A, B)]
+                        fn a(&mut self, event: &A) {}
+                        #[handles(A = 1)]
+                        fn b(&mut self, event: &A) {}
+                    }
+                },
+            ),
+            [
+                "one event per handler: write a method for each event, each with its own `#[handles(...)]`",
+                "`#[handles]` names the one event the method applies: `#[handles(OrderCreated)]`",
+            ]
+        );
+        assert_eq!(
+            errors(TokenStream::new(), quote!(impl Display for Order {})),
+            [
+                "`#[aggregate]` goes on the aggregate's own impl block (`impl Order { ... }`), not on a trait impl"
+            ]
+        );
+    }
 }

@@ -1,11 +1,12 @@
 //! `#[aggregate(...)]` and the impl block into an [`AggregateDef`].
 
-use proc_macro2::{Span, TokenStream};
-use syn::spanned::Spanned;
+use proc_macro2::TokenStream;
 
 use crate::shared::ctxt::Ctxt;
 use crate::shared::kw;
-use crate::shared::runtime::{default_root, parse_crate, parse_str, set_once};
+use crate::shared::runtime::{
+    default_root, is_valid_stored_name, key_name, parse_crate, parse_str, set_once,
+};
 
 /// What `#[aggregate]` knows about the aggregate.
 pub struct AggregateDef<'a> {
@@ -27,6 +28,21 @@ pub struct HandlerDef<'a> {
 impl HandlerDef<'_> {
     pub fn ident(&self) -> &syn::Ident {
         &self.method.sig.ident
+    }
+
+    /// The event path as written, without spaces, for messages.
+    pub fn event_shown(&self) -> String {
+        quote::ToTokens::to_token_stream(&self.event)
+            .to_string()
+            .replace(' ', "")
+    }
+
+    /// The type of the event parameter, when the signature has one.
+    pub fn event_param(&self) -> Option<&syn::Type> {
+        match self.method.sig.inputs.iter().nth(1) {
+            Some(syn::FnArg::Typed(arg)) => Some(&arg.ty),
+            _ => None,
+        }
     }
 
     /// The enum variant: the event type's last path segment.
@@ -69,77 +85,55 @@ fn parse_args(ctxt: &Ctxt, args: TokenStream) -> Args {
         root: None,
     };
     let parser = syn::meta::parser(|meta| {
-        let key_span = meta.path.span();
         if meta.path.is_ident(kw::NAME) {
-            let lit = parse_str(&meta)?;
-            if lit.value().is_empty() || lit.value().chars().any(char::is_whitespace) {
-                ctxt.error_at(
-                    lit.span(),
-                    "an aggregate `name` must be non-empty and without whitespace",
+            if let Some(lit) = parse_str(ctxt, &meta, kw::NAME, "Order")? {
+                if !is_valid_stored_name(&lit.value()) {
+                    ctxt.error_spanned_by(
+                        &lit,
+                        "an aggregate `name` must be non-empty and without whitespace, such as `name = \"Order\"`",
+                    );
+                }
+                set_once(ctxt, &mut parsed.name, lit.value(), &meta, kw::AGGREGATE);
+            }
+        } else if meta.path.is_ident(kw::UNHANDLED) {
+            if let Some(lit) = parse_str(ctxt, &meta, kw::UNHANDLED, "ignore")? {
+                let ignore = match lit.value().as_str() {
+                    "ignore" => true,
+                    "error" => false,
+                    other => {
+                        ctxt.error_spanned_by(
+                            &lit,
+                            format_args!("`unhandled = \"{other}\"` is not a choice; use `\"error\"` (the default: replaying an event without handler fails) or `\"ignore\"` (skip it)"),
+                        );
+                        false
+                    }
+                };
+                set_once(
+                    ctxt,
+                    &mut parsed.ignore_unhandled,
+                    ignore,
+                    &meta,
+                    kw::AGGREGATE,
                 );
             }
-            set_once(
-                ctxt,
-                &mut parsed.name,
-                lit.value(),
-                kw::NAME,
-                "aggregate",
-                key_span,
-            );
-        } else if meta.path.is_ident(kw::UNHANDLED) {
-            let lit = parse_str(&meta)?;
-            let ignore = match lit.value().as_str() {
-                "ignore" => true,
-                "error" => false,
-                other => {
-                    ctxt.error_at(
-                        lit.span(),
-                        format_args!("`unhandled = \"{other}\"` is not a choice; use `\"error\"` (the default) or `\"ignore\"`"),
-                    );
-                    false
-                }
-            };
-            set_once(
-                ctxt,
-                &mut parsed.ignore_unhandled,
-                ignore,
-                kw::UNHANDLED,
-                "aggregate",
-                key_span,
-            );
         } else if meta.path.is_ident(kw::EVENT_ENUM) {
-            let lit = parse_str(&meta)?;
-            match lit.parse::<syn::Ident>() {
-                Ok(ident) => set_once(
-                    ctxt,
-                    &mut parsed.event_enum,
-                    ident,
-                    kw::EVENT_ENUM,
-                    "aggregate",
-                    key_span,
-                ),
-                Err(_) => ctxt.error_at(
-                    lit.span(),
-                    "`event_enum` must be a type name, such as `event_enum = \"OrderEvent\"`",
-                ),
+            if let Some(lit) = parse_str(ctxt, &meta, kw::EVENT_ENUM, "OrderEvent")? {
+                match lit.parse::<syn::Ident>() {
+                    Ok(ident) => set_once(ctxt, &mut parsed.event_enum, ident, &meta, kw::AGGREGATE),
+                    Err(_) => ctxt.error_spanned_by(
+                        &lit,
+                        "`event_enum` names the generated enum, so it must be a type name, such as `event_enum = \"OrderEvent\"`",
+                    ),
+                }
             }
         } else if meta.path.is_ident(kw::CRATE) {
-            let path = parse_crate(&meta)?;
-            set_once(
-                ctxt,
-                &mut parsed.root,
-                path,
-                kw::CRATE,
-                "aggregate",
-                key_span,
-            );
+            if let Some(path) = parse_crate(ctxt, &meta)? {
+                set_once(ctxt, &mut parsed.root, path, &meta, kw::AGGREGATE);
+            }
         } else {
-            let key = meta
-                .path
-                .get_ident()
-                .map_or_else(|| "?".to_owned(), ToString::to_string);
             return Err(meta.error(format_args!(
-                "unknown `aggregate` attribute `{key}`; expected `name`, `unhandled`, `event_enum` or `crate`"
+                "unknown `aggregate` attribute `{}`; expected `name`, `unhandled`, `event_enum` or `crate`",
+                key_name(&meta)
             )));
         }
         Ok(())
@@ -216,11 +210,13 @@ impl<'a> AggregateDef<'a> {
         };
 
         let mut handlers = Vec::new();
+        let mut marked = false;
         for impl_item in &item.items {
             match impl_item {
                 syn::ImplItem::Fn(method) => {
                     let mut marks = method.attrs.iter().filter(|attr| is_handles(attr));
                     let Some(first) = marks.next() else { continue };
+                    marked = true;
                     if let Some(second) = marks.next() {
                         ctxt.error_spanned_by(
                             second,
@@ -240,10 +236,11 @@ impl<'a> AggregateDef<'a> {
                 _ => {}
             }
         }
-        if handlers.is_empty() {
-            ctxt.error_at(
-                item.impl_token.span.join(item.self_ty.span()).unwrap_or_else(Span::call_site),
-                "`#[aggregate]` found no handler: mark the methods that apply events with `#[handles(EventType)]`",
+        if !marked {
+            let (impl_token, self_ty) = (&item.impl_token, &item.self_ty);
+            ctxt.error_spanned_by(
+                quote::quote!(#impl_token #self_ty),
+                "`#[aggregate]` found no handler: mark each method that applies an event with `#[handles(EventType)]`",
             );
         }
 

@@ -1,6 +1,5 @@
-//! Checks that look at more than one node: handler signatures and duplicates.
-
-use quote::ToTokens;
+//! Checks that look at more than one node: handler signatures, an event handled twice,
+//! two events that would become one enum variant.
 
 use super::parse::{AggregateDef, HandlerDef};
 use crate::shared::ctxt::Ctxt;
@@ -8,17 +7,25 @@ use crate::shared::ctxt::Ctxt;
 pub fn check(ctxt: &Ctxt, def: &AggregateDef<'_>) {
     for (index, handler) in def.handlers.iter().enumerate() {
         check_signature(ctxt, handler);
-        let key = handler.event.to_token_stream().to_string();
-        if let Some(first) = def.handlers[..index]
-            .iter()
-            .find(|h| h.event.to_token_stream().to_string() == key)
-        {
+        let earlier = &def.handlers[..index];
+        let shown = handler.event_shown();
+        if let Some(first) = earlier.iter().find(|h| h.event_shown() == shown) {
             ctxt.error_spanned_by(
                 &handler.event,
                 format_args!(
-                    "`{}` is handled twice; the first handler is `{}`",
-                    key.replace(' ', ""),
+                    "`{shown}` is handled twice; the first handler is `{}`",
                     first.ident()
+                ),
+            );
+        } else if let Some(first) = earlier.iter().find(|h| h.variant() == handler.variant()) {
+            ctxt.error_spanned_by(
+                &handler.event,
+                format_args!(
+                    "`{shown}` and `{}` would both be the variant `{}::{}`; import one under another name (`use {shown} as {};`) and handle that",
+                    first.event_shown(),
+                    def.event_enum,
+                    handler.variant(),
+                    alias_for(handler),
                 ),
             );
         }
@@ -27,7 +34,7 @@ pub fn check(ctxt: &Ctxt, def: &AggregateDef<'_>) {
 
 fn check_signature(ctxt: &Ctxt, handler: &HandlerDef<'_>) {
     let sig = &handler.method.sig;
-    let event = handler.event.to_token_stream().to_string().replace(' ', "");
+    let event = handler.event_shown();
     let shape = format!("`fn {}(&mut self, event: &{event})`", sig.ident);
     if let Some(asyncness) = &sig.asyncness {
         ctxt.error_spanned_by(
@@ -35,7 +42,13 @@ fn check_signature(ctxt: &Ctxt, handler: &HandlerDef<'_>) {
             format_args!("a handler cannot be `async`: replaying history is synchronous; do async work in the command, then record the event. Write {shape}"),
         );
     }
-    if !sig.generics.params.is_empty() {
+    // Lifetimes are harmless; type and const parameters cannot be inferred from an event.
+    if sig
+        .generics
+        .params
+        .iter()
+        .any(|param| !matches!(param, syn::GenericParam::Lifetime(_)))
+    {
         ctxt.error_spanned_by(
             &sig.generics,
             format_args!("a handler cannot be generic; write {shape}"),
@@ -88,4 +101,31 @@ fn check_signature(ctxt: &Ctxt, handler: &HandlerDef<'_>) {
         }
         (Some(syn::FnArg::Receiver(_)), None) => {}
     }
+}
+
+/// A distinct name to suggest for an event whose last segment clashes: the module it
+/// comes from, capitalised, in front (`sales::OrderCreated` → `SalesOrderCreated`).
+fn alias_for(handler: &HandlerDef<'_>) -> String {
+    let segments = &handler.event.segments;
+    let module = segments
+        .len()
+        .checked_sub(2)
+        .and_then(|index| segments.iter().nth(index))
+        .map(|segment| segment.ident.to_string())
+        .filter(|module| !matches!(module.as_str(), "crate" | "self" | "super"));
+    let prefix = module.map_or_else(
+        || "Other".to_owned(),
+        |module| {
+            module
+                .split('_')
+                .map(|word| {
+                    let mut chars = word.chars();
+                    chars.next().map_or_else(String::new, |first| {
+                        first.to_uppercase().chain(chars).collect()
+                    })
+                })
+                .collect()
+        },
+    );
+    format!("{prefix}{}", handler.variant())
 }

@@ -1,57 +1,60 @@
-//! `#[event(...)]` into an [`EventDef`].
-
-use proc_macro2::Span;
-use syn::spanned::Spanned;
+//! `#[event(...)]` into an [`EventDef`]. Every problem goes to the [`Ctxt`]; parsing
+//! carries on so that one build shows every mistake.
 
 use crate::shared::ctxt::Ctxt;
 use crate::shared::kw;
-use crate::shared::runtime::{default_root, parse_crate, parse_str, set_once};
+use crate::shared::runtime::{
+    default_root, key_name, parse_crate, parse_positive_u32, parse_str, set_once,
+};
 
-/// What the derive needs to know about an event type.
+/// What the derive knows about an event type. Keeps the user's nodes for spans.
 pub struct EventDef<'a> {
-    pub ident: &'a syn::Ident,
-    pub name: String,
-    pub version: u32,
-    pub aggregate: String,
-    pub root: syn::Path,
+    pub input: &'a syn::DeriveInput,
+    /// `name = "..."`, as written.
+    pub name: Option<syn::LitStr>,
+    pub version: Option<u32>,
+    /// `aggregate = "..."`, as written.
+    pub aggregate: Option<syn::LitStr>,
+    /// Whether an `aggregate` key was written at all (even with a bad value), so that a
+    /// malformed value is not also reported as missing.
+    pub aggregate_written: bool,
+    pub root: Option<syn::Path>,
 }
 
 impl<'a> EventDef<'a> {
-    pub fn from_ast(input: &'a syn::DeriveInput) -> syn::Result<Self> {
-        let ctxt = Ctxt::new();
-        let mut name: Option<(String, Span)> = None;
-        let mut version: Option<u32> = None;
-        let mut aggregate: Option<String> = None;
-        let mut root: Option<syn::Path> = None;
-
-        for attr in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
+    pub fn from_ast(ctxt: &Ctxt, input: &'a syn::DeriveInput) -> Self {
+        let mut def = EventDef {
+            input,
+            name: None,
+            version: None,
+            aggregate: None,
+            aggregate_written: false,
+            root: None,
+        };
+        for attr in input.attrs.iter().filter(|a| a.path().is_ident(kw::EVENT)) {
             let result = attr.parse_nested_meta(|meta| {
-                let key_span = meta.path.span();
                 if meta.path.is_ident(kw::NAME) {
-                    let lit = parse_str(&meta)?;
-                    set_once(&ctxt, &mut name, (lit.value(), lit.span()), kw::NAME, "event", key_span);
+                    if let Some(lit) = parse_str(ctxt, &meta, kw::NAME, "order.shipped")? {
+                        set_once(ctxt, &mut def.name, lit, &meta, kw::EVENT);
+                    }
                 } else if meta.path.is_ident(kw::VERSION) {
-                    let lit: syn::LitInt = meta.value()?.parse()?;
-                    match lit.base10_parse::<u32>() {
-                        Ok(0) | Err(_) => ctxt.error_at(
-                            lit.span(),
-                            "`version` is the event's schema version: a whole number from 1",
-                        ),
-                        Ok(v) => set_once(&ctxt, &mut version, v, kw::VERSION, "event", key_span),
+                    let what = "the event's schema version";
+                    if let Some(version) = parse_positive_u32(ctxt, &meta, kw::VERSION, what)? {
+                        set_once(ctxt, &mut def.version, version, &meta, kw::EVENT);
                     }
                 } else if meta.path.is_ident(kw::AGGREGATE) {
-                    let lit = parse_str(&meta)?;
-                    if lit.value().trim().is_empty() {
-                        ctxt.error_at(lit.span(), "`aggregate` names the aggregate type that owns the event, such as `aggregate = \"Order\"`");
+                    def.aggregate_written = true;
+                    if let Some(lit) = parse_str(ctxt, &meta, kw::AGGREGATE, "Order")? {
+                        set_once(ctxt, &mut def.aggregate, lit, &meta, kw::EVENT);
                     }
-                    set_once(&ctxt, &mut aggregate, lit.value(), kw::AGGREGATE, "event", key_span);
                 } else if meta.path.is_ident(kw::CRATE) {
-                    let path = parse_crate(&meta)?;
-                    set_once(&ctxt, &mut root, path, kw::CRATE, "event", key_span);
+                    if let Some(path) = parse_crate(ctxt, &meta)? {
+                        set_once(ctxt, &mut def.root, path, &meta, kw::EVENT);
+                    }
                 } else {
-                    let key = meta.path.get_ident().map_or_else(|| "?".to_owned(), ToString::to_string);
                     return Err(meta.error(format_args!(
-                        "unknown `event` attribute `{key}`; expected `name`, `version`, `aggregate` or `crate`"
+                        "unknown `event` attribute `{}`; expected `name`, `version`, `aggregate` or `crate`",
+                        key_name(&meta)
                     )));
                 }
                 Ok(())
@@ -60,37 +63,25 @@ impl<'a> EventDef<'a> {
                 ctxt.syn_error(error);
             }
         }
+        def
+    }
 
-        if !input.generics.params.is_empty() {
-            ctxt.error_spanned_by(
-                &input.generics,
-                "generic events are not supported: an event's stored name must name exactly one type",
-            );
-        }
-        if let Some((name, span)) = &name
-            && (name.is_empty() || name.chars().any(char::is_whitespace))
-        {
-            ctxt.error_at(
-                *span,
-                "an event `name` must be non-empty and without whitespace, such as `order.shipped`",
-            );
-        }
-        if aggregate.is_none() {
-            ctxt.error_spanned_by(
-                &input.ident,
-                format_args!(
-                    "`{}` needs its owning aggregate: add `#[event(aggregate = \"...\")]` naming the aggregate type",
-                    input.ident
-                ),
-            );
-        }
-        ctxt.check()?;
-        Ok(EventDef {
-            ident: &input.ident,
-            name: name.map_or_else(|| input.ident.to_string(), |(name, _)| name),
-            version: version.unwrap_or(1),
-            aggregate: aggregate.unwrap_or_default(),
-            root: root.unwrap_or_else(default_root),
-        })
+    pub fn ident(&self) -> &'a syn::Ident {
+        &self.input.ident
+    }
+
+    /// The stored name: `name = "..."`, else the type's ident.
+    pub fn stored_name(&self) -> String {
+        self.name
+            .as_ref()
+            .map_or_else(|| self.input.ident.to_string(), syn::LitStr::value)
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version.unwrap_or(1)
+    }
+
+    pub fn root(&self) -> syn::Path {
+        self.root.clone().unwrap_or_else(default_root)
     }
 }

@@ -21,11 +21,6 @@ impl Ctxt {
         self.syn_error(syn::Error::new_spanned(tokens.into_token_stream(), message));
     }
 
-    /// Records an error at a span.
-    pub fn error_at(&self, span: proc_macro2::Span, message: impl Display) {
-        self.syn_error(syn::Error::new(span, message));
-    }
-
     /// Records a syn error.
     pub fn syn_error(&self, error: syn::Error) {
         let mut errors = self.errors.borrow_mut();

@@ -6,4 +6,5 @@ pub const AGGREGATE: &str = "aggregate";
 pub const CRATE: &str = "crate";
 pub const UNHANDLED: &str = "unhandled";
 pub const EVENT_ENUM: &str = "event_enum";
+pub const EVENT: &str = "event";
 pub const HANDLES: &str = "handles";

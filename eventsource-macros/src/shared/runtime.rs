@@ -1,43 +1,108 @@
-//! Paths into the runtime crate, honouring `crate = "..."`.
+//! Attribute values shared by the macros, and the root of generated paths.
 
 use syn::meta::ParseNestedMeta;
+
+use super::ctxt::Ctxt;
 
 /// The default root of generated paths.
 pub fn default_root() -> syn::Path {
     syn::parse_quote!(::eventsource)
 }
 
-/// Parses `crate = "path"`.
-pub fn parse_crate(meta: &ParseNestedMeta<'_>) -> syn::Result<syn::Path> {
-    let lit: syn::LitStr = meta.value()?.parse()?;
-    lit.parse::<syn::Path>().map_err(|_| {
-        syn::Error::new(
-            lit.span(),
-            "`crate` must be a path, such as `crate = \"::eventsource\"`",
-        )
-    })
+/// Parses `crate = "path"`. `Ok(None)`: the value was read but is wrong, and the error
+/// is in `ctxt`; `Err`: the tokens cannot be read further.
+pub fn parse_crate(ctxt: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<syn::Path>> {
+    let Some(lit) = parse_str(ctxt, meta, "crate", "::eventsource")? else {
+        return Ok(None);
+    };
+    match lit.parse::<syn::Path>() {
+        Ok(path) => Ok(Some(path)),
+        Err(_) => {
+            ctxt.error_spanned_by(
+                &lit,
+                "`crate` must be a path, such as `crate = \"::eventsource\"`",
+            );
+            Ok(None)
+        }
+    }
 }
 
-/// Parses `key = "string"`.
-pub fn parse_str(meta: &ParseNestedMeta<'_>) -> syn::Result<syn::LitStr> {
-    meta.value()?.parse()
+/// Parses `key = "string"`; anything else after `=` is an error that shows `example`.
+pub fn parse_str(
+    ctxt: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+    example: &str,
+) -> syn::Result<Option<syn::LitStr>> {
+    match meta.value()?.parse::<syn::Expr>()? {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(lit),
+            ..
+        }) => Ok(Some(lit)),
+        other => {
+            ctxt.error_spanned_by(
+                other,
+                format_args!("`{key}` takes a string in quotes, such as `{key} = \"{example}\"`"),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Parses `key = 2` into a `u32` of at least 1.
+pub fn parse_positive_u32(
+    ctxt: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+    what: &str,
+) -> syn::Result<Option<u32>> {
+    let expr = meta.value()?.parse::<syn::Expr>()?;
+    let parsed = match &expr {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(lit),
+            ..
+        }) => lit.base10_parse::<u32>().ok().filter(|v| *v >= 1),
+        _ => None,
+    };
+    if parsed.is_none() {
+        ctxt.error_spanned_by(
+            expr,
+            format_args!("`{key}` is {what}: a whole number from 1, such as `{key} = 2`"),
+        );
+    }
+    Ok(parsed)
+}
+
+/// Whether a stored name is usable: non-empty and without whitespace.
+pub fn is_valid_stored_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(char::is_whitespace)
 }
 
 /// Records `value` into `slot`, refusing a key given twice.
 pub fn set_once<T>(
-    ctxt: &super::ctxt::Ctxt,
+    ctxt: &Ctxt,
     slot: &mut Option<T>,
     value: T,
-    key: &str,
+    meta: &ParseNestedMeta<'_>,
     attr: &str,
-    span: proc_macro2::Span,
 ) {
     if slot.is_some() {
-        ctxt.error_at(
-            span,
-            format!("`{key}` is given twice in `#[{attr}(...)]`; keep one"),
+        let key = meta
+            .path
+            .get_ident()
+            .map_or_else(String::new, ToString::to_string);
+        ctxt.error_spanned_by(
+            &meta.path,
+            format_args!("`{key}` is given twice in `#[{attr}(...)]`; keep one"),
         );
     } else {
         *slot = Some(value);
     }
+}
+
+/// The name of an unknown key, for the error that lists the expected ones.
+pub fn key_name(meta: &ParseNestedMeta<'_>) -> String {
+    quote::ToTokens::to_token_stream(&meta.path)
+        .to_string()
+        .replace(' ', "")
 }

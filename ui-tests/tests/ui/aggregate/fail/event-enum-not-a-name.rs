@@ -1,0 +1,23 @@
+use eventsource::{aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[event(aggregate = "Order")]
+struct OrderCreated {
+    total: u64,
+}
+
+#[derive(Debug, Default)]
+struct Order {
+    total: u64,
+}
+
+#[aggregate(event_enum = "Order Events")]
+impl Order {
+    #[handles(OrderCreated)]
+    fn on_created(&mut self, event: &OrderCreated) {
+        self.total = event.total;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,30 @@
+use eventsource::{aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[event(aggregate = "Order")]
+struct OrderCreated {
+    total: u64,
+}
+
+#[derive(Debug, Default)]
+struct Order {
+    total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[event(aggregate = "Order")]
+struct OrderPaid {
+    amount: u64,
+}
+
+#[aggregate]
+impl Order {
+    #[handles(OrderCreated)]
+    #[handles(OrderPaid)]
+    fn on_created(&mut self, event: &OrderCreated) {
+        self.total = event.total;
+    }
+}
+
+fn main() {}
