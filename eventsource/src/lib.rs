@@ -97,7 +97,7 @@ pub use store::{
     AppendResult, EventStore, ExpectedVersion, InMemoryEventStore, ReadAll, StreamEvents,
 };
 #[cfg(feature = "sqlite")]
-pub use store::{SqliteEventStore, SqliteOptions};
+pub use store::{SqliteCheckpointRepository, SqliteDlqRepository, SqliteEventStore, SqliteOptions};
 
 #[cfg(feature = "macros")]
 pub use eventsource_macros::{DomainEvent, aggregate, handles};

@@ -263,3 +263,178 @@ async fn a_corrupt_row_is_a_typed_error_not_a_panic() {
     assert!(error.to_string().contains("metadata"), "{error}");
     store.close().await;
 }
+
+mod projection_storage {
+    use eventsource::projection::{
+        CheckpointRepository, DeadLetterFilter, DeadLetterStatus, DlqRepository,
+        InMemoryCheckpointRepository, InMemoryDlqRepository,
+    };
+    use eventsource::{SqliteCheckpointRepository, SqliteDlqRepository};
+
+    use super::*;
+
+    /// The checkpoint and dead-letter contract, for any implementation.
+    async fn check(
+        checkpoints: &dyn CheckpointRepository,
+        dlq: &dyn DlqRepository,
+        events: &SqliteEventStore,
+    ) {
+        assert!(checkpoints.load("p").await.unwrap().is_none());
+        let id = Uuid::now_v7();
+        checkpoints.save("p", 3, Some(id)).await.unwrap();
+        checkpoints.save("p", 7, Some(id)).await.unwrap();
+        checkpoints.save("q", 1, None).await.unwrap();
+        let p = checkpoints.load("p").await.unwrap().unwrap();
+        assert_eq!((p.position, p.event_id), (7, Some(id)));
+        assert_eq!(
+            checkpoints
+                .list()
+                .await
+                .unwrap()
+                .iter()
+                .map(|c| c.projection.as_str())
+                .collect::<Vec<_>>(),
+            ["p", "q"]
+        );
+        checkpoints.reset("p").await.unwrap();
+        assert!(checkpoints.load("p").await.unwrap().is_none());
+
+        let account = Uuid::now_v7();
+        let stored = events
+            .append(
+                "ConformanceAccount",
+                account,
+                ExpectedVersion::Any,
+                &deposits(account, 0, 2),
+            )
+            .await
+            .unwrap();
+        let (first, second) = (&stored.events[0], &stored.events[1]);
+        let row = dlq.record_failure(first, "p", "boom", 3).await.unwrap();
+        assert_eq!(
+            (row.attempts, row.status, row.position),
+            (3, DeadLetterStatus::Failed, first.position)
+        );
+        assert_eq!(row.event_name, "conformance.deposited");
+        let again = dlq
+            .record_failure(first, "p", "boom again", 2)
+            .await
+            .unwrap();
+        assert_eq!((again.attempts, again.error.as_str()), (5, "boom again"));
+        assert_eq!(
+            again.first_failed_at.timestamp_micros(),
+            row.first_failed_at.timestamp_micros()
+        );
+        dlq.record_failure(second, "q", "bad", 1).await.unwrap();
+        assert!(
+            dlq.set_status(
+                first.event_id(),
+                "p",
+                DeadLetterStatus::Resolved,
+                Some("ops")
+            )
+            .await
+            .unwrap()
+        );
+        assert!(
+            !dlq.set_status(Uuid::now_v7(), "p", DeadLetterStatus::Resolved, None)
+                .await
+                .unwrap()
+        );
+        let resolved = dlq.get(first.event_id(), "p").await.unwrap().unwrap();
+        assert_eq!(resolved.resolved_by.as_deref(), Some("ops"));
+        assert!(resolved.resolved_at.is_some());
+        let failed = dlq
+            .list(&DeadLetterFilter {
+                projection: None,
+                status: Some(DeadLetterStatus::Failed),
+            })
+            .await
+            .unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].projection, "q");
+        let stats = dlq.stats().await.unwrap();
+        assert_eq!(
+            (
+                stats.by_status.get("resolved"),
+                stats.by_status.get("failed")
+            ),
+            (Some(&1), Some(&1))
+        );
+        assert_eq!(dlq.delete_resolved().await.unwrap(), 1);
+        assert_eq!(
+            dlq.list(&DeadLetterFilter::default()).await.unwrap().len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_and_in_memory_repositories_follow_one_contract() {
+        let db = TempDb::new();
+        let store = SqliteEventStore::open(&db.0).await.unwrap();
+        store.migrate().await.unwrap();
+        check(
+            &SqliteCheckpointRepository::new(&store),
+            &SqliteDlqRepository::new(&store),
+            &store,
+        )
+        .await;
+        check(
+            &InMemoryCheckpointRepository::new(),
+            &InMemoryDlqRepository::new(),
+            &store,
+        )
+        .await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_projection_resumes_from_its_sqlite_checkpoint_after_reopening() {
+        use eventsource::projection::{Projection, ProjectionRunner};
+
+        #[derive(Clone, Default)]
+        struct Seen(Arc<std::sync::Mutex<Vec<u64>>>);
+
+        #[async_trait::async_trait]
+        impl Projection for Seen {
+            fn name(&self) -> &str {
+                "seen"
+            }
+            async fn handle(
+                &mut self,
+                event: &eventsource::RecordedEvent,
+            ) -> Result<(), eventsource::BoxError> {
+                self.0.lock().unwrap().push(event.position);
+                Ok(())
+            }
+        }
+
+        let db = TempDb::new();
+        let seen = Seen::default();
+        for round in 0..3u64 {
+            let store = SqliteEventStore::open(&db.0).await.unwrap();
+            store.migrate().await.unwrap();
+            let id = Uuid::now_v7();
+            store
+                .append(
+                    "ConformanceAccount",
+                    id,
+                    ExpectedVersion::NoStream,
+                    &deposits(id, 0, 2),
+                )
+                .await
+                .unwrap();
+            let mut runner = ProjectionRunner::new(Arc::new(store.clone()))
+                .checkpoints(Arc::new(SqliteCheckpointRepository::new(&store)))
+                .dead_letters(Arc::new(SqliteDlqRepository::new(&store)))
+                .with(seen.clone());
+            let report = runner.catch_up().await.unwrap();
+            assert_eq!(
+                report.events_read, 2,
+                "round {round} reads only the new events"
+            );
+            store.close().await;
+        }
+        assert_eq!(*seen.0.lock().unwrap(), [1, 2, 3, 4, 5, 6]);
+    }
+}

@@ -19,7 +19,9 @@ mod sqlite;
 
 pub use memory::InMemoryEventStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteEventStore, SqliteOptions};
+pub use sqlite::{
+    SqliteCheckpointRepository, SqliteDlqRepository, SqliteEventStore, SqliteOptions,
+};
 
 /// What the writer believes about a stream's version before appending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -57,6 +57,27 @@ const SCHEMA: &[&str] = &[
         status TEXT NOT NULL DEFAULT 'pending'
     )",
     "CREATE INDEX IF NOT EXISTS eventsource_outbox_pending ON eventsource_outbox (status, id)",
+    "CREATE TABLE IF NOT EXISTS eventsource_checkpoints (
+        projection TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        event_id TEXT,
+        updated_at INTEGER NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS eventsource_dead_letters (
+        event_id TEXT NOT NULL,
+        projection TEXT NOT NULL,
+        event_name TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        error TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        first_failed_at INTEGER NOT NULL,
+        last_failed_at INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        resolved_by TEXT,
+        resolved_at INTEGER,
+        PRIMARY KEY (event_id, projection)
+    )",
 ];
 
 /// How a [`SqliteEventStore`] opens its file.
@@ -651,5 +672,245 @@ impl EventStore for SqliteEventStore {
 
     fn append_signal(&self) -> Option<Arc<Notify>> {
         Some(Arc::clone(&self.appended))
+    }
+}
+
+/// Projection checkpoints in the store's SQLite file (tables created by
+/// [`SqliteEventStore::migrate`]).
+#[derive(Debug, Clone)]
+pub struct SqliteCheckpointRepository {
+    pool: SqlitePool,
+}
+
+impl SqliteCheckpointRepository {
+    /// Checkpoints next to `store`'s events.
+    pub fn new(store: &SqliteEventStore) -> Self {
+        SqliteCheckpointRepository {
+            pool: store.writer.clone(),
+        }
+    }
+}
+
+fn checkpoint_row(row: &SqliteRow) -> Result<crate::projection::Checkpoint, StoreError> {
+    let position: i64 = row.try_get("position").map_err(backend)?;
+    let position = u64::try_from(position).map_err(|_| corrupt(0, "negative checkpoint"))?;
+    Ok(crate::projection::Checkpoint {
+        projection: row.try_get("projection").map_err(backend)?,
+        position,
+        event_id: uuid_column(row, "event_id", position)?,
+        updated_at: time_column(row, "updated_at", position)?,
+    })
+}
+
+#[async_trait]
+impl crate::projection::CheckpointRepository for SqliteCheckpointRepository {
+    async fn load(
+        &self,
+        projection: &str,
+    ) -> Result<Option<crate::projection::Checkpoint>, StoreError> {
+        let row = sqlx::query("SELECT * FROM eventsource_checkpoints WHERE projection = ?1")
+            .bind(projection)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(checkpoint_row).transpose()
+    }
+
+    async fn save(
+        &self,
+        projection: &str,
+        position: u64,
+        event_id: Option<Uuid>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO eventsource_checkpoints (projection, position, event_id, updated_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (projection) DO UPDATE SET position = excluded.position, event_id = excluded.event_id, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(projection)
+        .bind(to_i64(position, "position")?)
+        .bind(event_id.map(|id| id.to_string()))
+        .bind(micros(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn reset(&self, projection: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM eventsource_checkpoints WHERE projection = ?1")
+            .bind(projection)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<crate::projection::Checkpoint>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM eventsource_checkpoints ORDER BY projection")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(checkpoint_row).collect()
+    }
+}
+
+/// The projections' dead-letter queue in the store's SQLite file (tables created by
+/// [`SqliteEventStore::migrate`]).
+#[derive(Debug, Clone)]
+pub struct SqliteDlqRepository {
+    pool: SqlitePool,
+}
+
+impl SqliteDlqRepository {
+    /// Dead letters next to `store`'s events.
+    pub fn new(store: &SqliteEventStore) -> Self {
+        SqliteDlqRepository {
+            pool: store.writer.clone(),
+        }
+    }
+}
+
+fn dead_letter_row(row: &SqliteRow) -> Result<crate::projection::FailedEvent, StoreError> {
+    use crate::projection::{DeadLetterStatus, FailedEvent};
+    let position: i64 = row.try_get("position").map_err(backend)?;
+    let position = u64::try_from(position).map_err(|_| corrupt(0, "negative position"))?;
+    let status: String = row.try_get("status").map_err(backend)?;
+    let attempts: i64 = row.try_get("attempts").map_err(backend)?;
+    let resolved_at: Option<i64> = row.try_get("resolved_at").map_err(backend)?;
+    Ok(FailedEvent {
+        event_id: uuid_column(row, "event_id", position)?
+            .ok_or_else(|| corrupt(position, "event_id is NULL"))?,
+        projection: row.try_get("projection").map_err(backend)?,
+        event_name: row.try_get("event_name").map_err(backend)?,
+        position,
+        payload: row.try_get("payload").map_err(backend)?,
+        error: row.try_get("error").map_err(backend)?,
+        attempts: u32::try_from(attempts)
+            .map_err(|_| corrupt(position, "attempts out of range"))?,
+        first_failed_at: time_column(row, "first_failed_at", position)?,
+        last_failed_at: time_column(row, "last_failed_at", position)?,
+        status: DeadLetterStatus::parse(&status)
+            .ok_or_else(|| corrupt(position, format!("unknown status {status}")))?,
+        resolved_by: row.try_get("resolved_by").map_err(backend)?,
+        resolved_at: resolved_at
+            .map(|m| {
+                DateTime::from_timestamp_micros(m)
+                    .ok_or_else(|| corrupt(position, "resolved_at out of range"))
+            })
+            .transpose()?,
+    })
+}
+
+#[async_trait]
+impl crate::projection::DlqRepository for SqliteDlqRepository {
+    async fn record_failure(
+        &self,
+        event: &RecordedEvent,
+        projection: &str,
+        error: &str,
+        attempts: u32,
+    ) -> Result<crate::projection::FailedEvent, StoreError> {
+        let payload = event
+            .payload
+            .to_json()
+            .map_err(|source| StoreError::Serialize {
+                name: event.name().to_owned(),
+                source,
+            })?;
+        let now = micros(Utc::now());
+        let row = sqlx::query(
+            "INSERT INTO eventsource_dead_letters (event_id, projection, event_name, position, payload, error, attempts, \
+             first_failed_at, last_failed_at, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 'failed') \
+             ON CONFLICT (event_id, projection) DO UPDATE SET error = excluded.error, \
+             attempts = eventsource_dead_letters.attempts + excluded.attempts, last_failed_at = excluded.last_failed_at, \
+             status = 'failed', resolved_by = NULL, resolved_at = NULL \
+             RETURNING *",
+        )
+        .bind(event.event_id().to_string())
+        .bind(projection)
+        .bind(event.name())
+        .bind(to_i64(event.position, "position")?)
+        .bind(payload.as_ref())
+        .bind(error)
+        .bind(i64::from(attempts))
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        dead_letter_row(&row)
+    }
+
+    async fn list(
+        &self,
+        filter: &crate::projection::DeadLetterFilter,
+    ) -> Result<Vec<crate::projection::FailedEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM eventsource_dead_letters WHERE (?1 IS NULL OR projection = ?1) AND (?2 IS NULL OR status = ?2) \
+             ORDER BY position, projection",
+        )
+        .bind(filter.projection.as_deref())
+        .bind(filter.status.map(|s| s.as_str()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(dead_letter_row).collect()
+    }
+
+    async fn get(
+        &self,
+        event_id: Uuid,
+        projection: &str,
+    ) -> Result<Option<crate::projection::FailedEvent>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM eventsource_dead_letters WHERE event_id = ?1 AND projection = ?2",
+        )
+        .bind(event_id.to_string())
+        .bind(projection)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(dead_letter_row).transpose()
+    }
+
+    async fn set_status(
+        &self,
+        event_id: Uuid,
+        projection: &str,
+        status: crate::projection::DeadLetterStatus,
+        by: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let resolved = status == crate::projection::DeadLetterStatus::Resolved;
+        let done = sqlx::query(
+            "UPDATE eventsource_dead_letters SET status = ?3, \
+             resolved_by = CASE WHEN ?4 THEN ?5 ELSE resolved_by END, \
+             resolved_at = CASE WHEN ?4 THEN ?6 ELSE resolved_at END \
+             WHERE event_id = ?1 AND projection = ?2",
+        )
+        .bind(event_id.to_string())
+        .bind(projection)
+        .bind(status.as_str())
+        .bind(resolved)
+        .bind(by)
+        .bind(micros(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn stats(&self) -> Result<crate::projection::DlqStats, StoreError> {
+        let all = self
+            .list(&crate::projection::DeadLetterFilter::default())
+            .await?;
+        Ok(crate::projection::stats_of(all.iter()))
+    }
+
+    async fn delete_resolved(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM eventsource_dead_letters WHERE status = 'resolved'")
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
     }
 }
