@@ -438,3 +438,117 @@ mod projection_storage {
         assert_eq!(*seen.0.lock().unwrap(), [1, 2, 3, 4, 5, 6]);
     }
 }
+
+mod outbox {
+    use std::sync::Mutex;
+
+    use eventsource::{BusError, EventBus, RecordedEvent};
+
+    use super::*;
+
+    /// Records what it receives; fails while `failing` is set.
+    #[derive(Default)]
+    struct RecordingBus {
+        received: Mutex<Vec<u64>>,
+        failing: Mutex<bool>,
+    }
+
+    #[async_trait::async_trait]
+    impl EventBus for RecordingBus {
+        async fn publish(&self, events: &[Arc<RecordedEvent>]) -> Result<(), BusError> {
+            if *self.failing.lock().unwrap() {
+                return Err(BusError::Backend {
+                    backend: "test",
+                    transient: true,
+                    source: "broker down".into(),
+                });
+            }
+            self.received
+                .lock()
+                .unwrap()
+                .extend(events.iter().map(|e| e.position));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_write_outbox_rows_in_their_transaction_and_the_relay_publishes_them_once() {
+        let db = TempDb::new();
+        let store = SqliteEventStore::open_with(
+            &db.0,
+            SqliteOptions {
+                outbox: true,
+                ..SqliteOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        let id = Uuid::now_v7();
+        store
+            .append(
+                "ConformanceAccount",
+                id,
+                ExpectedVersion::NoStream,
+                &deposits(id, 0, 3),
+            )
+            .await
+            .unwrap();
+        // A refused append writes no outbox row.
+        assert!(
+            store
+                .append(
+                    "ConformanceAccount",
+                    id,
+                    ExpectedVersion::NoStream,
+                    &deposits(id, 0, 2)
+                )
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            store.outbox_counts().await.unwrap().get("pending"),
+            Some(&3)
+        );
+
+        let bus = RecordingBus::default();
+        *bus.failing.lock().unwrap() = true;
+        assert_eq!(store.relay_outbox(&bus, 10, 3).await.unwrap(), 0);
+        assert_eq!(
+            store.outbox_counts().await.unwrap().get("pending"),
+            Some(&3),
+            "a failed publish leaves rows pending"
+        );
+        *bus.failing.lock().unwrap() = false;
+        assert_eq!(store.relay_outbox(&bus, 2, 3).await.unwrap(), 2);
+        assert_eq!(store.relay_outbox(&bus, 2, 3).await.unwrap(), 1);
+        assert_eq!(store.relay_outbox(&bus, 2, 3).await.unwrap(), 0);
+        assert_eq!(
+            *bus.received.lock().unwrap(),
+            [1, 2, 3],
+            "oldest first, each once"
+        );
+        assert_eq!(store.purge_published_outbox().await.unwrap(), 3);
+
+        // After the maximum attempts a row is marked failed, not retried forever.
+        store
+            .append(
+                "ConformanceAccount",
+                id,
+                ExpectedVersion::Exact(3),
+                &deposits(id, 3, 1),
+            )
+            .await
+            .unwrap();
+        *bus.failing.lock().unwrap() = true;
+        for _ in 0..3 {
+            store.relay_outbox(&bus, 10, 3).await.unwrap();
+        }
+        let counts = store.outbox_counts().await.unwrap();
+        assert_eq!(
+            (counts.get("failed"), counts.get("pending")),
+            (Some(&1), None)
+        );
+        store.close().await;
+    }
+}

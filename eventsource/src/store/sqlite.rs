@@ -376,6 +376,105 @@ impl SqliteEventStore {
         &self.writer
     }
 
+    /// Publishes up to `limit` pending outbox rows, oldest first, to `bus`, and marks them
+    /// published. When the bus fails, the rows stay pending with the error and their attempt
+    /// count; after `max_attempts` they are marked failed (and reported by
+    /// [`outbox_counts`](Self::outbox_counts)). Returns how many rows were published.
+    /// Call it in a loop (or on the store's append signal) to relay continuously.
+    ///
+    /// The outbox is written only when the store was opened with [`SqliteOptions::outbox`].
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn relay_outbox(
+        &self,
+        bus: &dyn crate::bus::EventBus,
+        limit: usize,
+        max_attempts: u32,
+    ) -> Result<usize, StoreError> {
+        let page: String = sqlx::query_scalar(page_query!(
+            "SELECT e.* FROM eventsource_outbox o JOIN eventsource_events e ON e.position = o.position \
+             WHERE o.status = 'pending' ORDER BY o.id LIMIT ?1"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_one(&self.writer)
+        .await
+        .map_err(backend)?;
+        let events = decode_page(&page)?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let positions = serde_json::to_string(
+            &events.iter().map(|e| e.position).collect::<Vec<_>>(),
+        )
+        .map_err(|source| StoreError::Serialize {
+            name: "outbox".into(),
+            source,
+        })?;
+        match bus.publish(&events).await {
+            Ok(()) => {
+                sqlx::query(
+                    "UPDATE eventsource_outbox SET status = 'published', attempts = attempts + 1 \
+                     WHERE position IN (SELECT value FROM json_each(?1))",
+                )
+                .bind(&positions)
+                .execute(&self.writer)
+                .await
+                .map_err(backend)?;
+                Ok(events.len())
+            }
+            Err(error) => {
+                tracing::warn!(%error, rows = events.len(), "outbox relay: publish failed");
+                sqlx::query(
+                    "UPDATE eventsource_outbox SET attempts = attempts + 1, last_error = ?2, \
+                     status = CASE WHEN attempts + 1 >= ?3 THEN 'failed' ELSE 'pending' END \
+                     WHERE position IN (SELECT value FROM json_each(?1))",
+                )
+                .bind(&positions)
+                .bind(error.to_string())
+                .bind(i64::from(max_attempts))
+                .execute(&self.writer)
+                .await
+                .map_err(backend)?;
+                Ok(0)
+            }
+        }
+    }
+
+    /// Outbox rows by status (`pending`, `published`, `failed`).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn outbox_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM eventsource_outbox GROUP BY status")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let count: i64 = row.try_get(1).map_err(backend)?;
+                Ok((
+                    row.try_get(0).map_err(backend)?,
+                    u64::try_from(count).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
+    /// Deletes published outbox rows; returns how many.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn purge_published_outbox(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM eventsource_outbox WHERE status = 'published'")
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
     /// Closes every connection (after which the store fails every call).
     pub async fn close(&self) {
         self.writer.close().await;
