@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use runner::{CatchUpReport, ProjectionRunner, ProjectionStatus, RunnerHandle, StartFrom};
+#[cfg(feature = "sqlite")]
 pub(crate) use storage::stats_of;
 pub use storage::{
     Checkpoint, CheckpointRepository, DeadLetterFilter, DeadLetterStatus, DlqRepository, DlqStats,

@@ -18,6 +18,8 @@ mod postgres;
 mod sqlite;
 
 pub use memory::InMemoryEventStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresEventStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{
     SqliteCheckpointRepository, SqliteDlqRepository, SqliteEventStore, SqliteOptions,

@@ -1,1 +1,703 @@
-//! PostgreSQL event store (feature `postgres`).
+//! PostgreSQL event store (feature `postgres`), on sqlx without compile-time queries.
+//!
+//! # Global order that never skips
+//!
+//! Positions come from an identity column, and each row records the id of the
+//! transaction that wrote it (`pg_current_xact_id()`). Readers of the global log only
+//! return rows whose transaction is older than every transaction still running
+//! (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`), so a row is never
+//! returned while a lower position may still be committed. That is sound only if
+//! transaction ids and positions are handed out in the same order, so the insert of
+//! an append (not the whole transaction, and not its commit) holds a session-level
+//! advisory lock per schema: appends to different streams wait for each other for the
+//! duration of one `INSERT`, never for each other's commit or fsync.
+//!
+//! The trade-off: any transaction that stays open on the database (even one that has
+//! nothing to do with events) holds readers back until it ends; appends are not
+//! delayed. [`PostgresEventStore::reader_horizon`] shows how far readers are held back.
+//!
+//! Each append is one round trip: a PL/pgSQL function created by
+//! [`PostgresEventStore::migrate`] checks idempotency and the expected version and
+//! inserts the batch with `unnest` (the same SQL text for any batch size).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Row};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{
+    AppendResult, EventStore, ExpectedVersion, ReadAll, StreamEvents, classify_stored,
+    validate_batch,
+};
+use crate::error::{ConcurrencyError, StoreError};
+use crate::event::{EventEnvelope, Payload, RecordedEvent, UncommittedEvent};
+
+const BACKEND: &str = "postgres";
+
+fn backend(error: sqlx::Error) -> StoreError {
+    let transient = matches!(
+        &error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    ) || matches!(&error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c == "40001" || c == "40P01" || c == "57P01"));
+    StoreError::backend(BACKEND, transient, error)
+}
+
+fn corrupt(position: u64, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        position,
+        reason: reason.into(),
+    }
+}
+
+fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value)
+        .map_err(|_| StoreError::backend(BACKEND, false, format!("{what} {value} exceeds bigint")))
+}
+
+/// The SQL texts of one schema, built once.
+struct Sql {
+    append: String,
+    by_ids: String,
+    stream: String,
+    version: String,
+    page: String,
+    head: String,
+    exists: String,
+    schema_ddl: Vec<String>,
+}
+
+const COLUMNS: &str = "position, event_id, event_name, schema_version, aggregate_type, aggregate_id, \
+    aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id, actor_id, \
+    metadata::text AS metadata, payload::text AS payload";
+
+impl Sql {
+    fn new(schema: &str) -> Self {
+        let events = format!("{schema}.events");
+        Sql {
+            append: format!(
+                "SELECT r_state, r_position, r_version, r_stored_at FROM {schema}.append_events(\
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ),
+            by_ids: format!(
+                "SELECT {COLUMNS} FROM {events} WHERE event_id = ANY($1) ORDER BY position"
+            ),
+            stream: format!(
+                "SELECT {COLUMNS} FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                 AND aggregate_version > $3 ORDER BY aggregate_version"
+            ),
+            version: format!(
+                "SELECT COALESCE(MAX(aggregate_version), 0) FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2"
+            ),
+            page: format!(
+                "SELECT {COLUMNS} FROM {events} WHERE position > $1 \
+                 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 AND ($2::text[] IS NULL OR aggregate_type = ANY($2)) AND ($3::text IS NULL OR tenant_id = $3) \
+                 ORDER BY position LIMIT $4"
+            ),
+            head: format!(
+                "SELECT COALESCE(MAX(position), 0) FROM {events} \
+                 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+            ),
+            exists: format!("SELECT EXISTS (SELECT 1 FROM {events} WHERE event_id = $1)"),
+            schema_ddl: vec![
+                format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {events} (
+                        position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                        transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                        event_id UUID NOT NULL UNIQUE,
+                        event_name TEXT NOT NULL,
+                        schema_version INT NOT NULL,
+                        aggregate_type TEXT NOT NULL,
+                        aggregate_id UUID NOT NULL,
+                        aggregate_version BIGINT NOT NULL,
+                        occurred_at TIMESTAMPTZ NOT NULL,
+                        stored_at TIMESTAMPTZ NOT NULL,
+                        tenant_id TEXT,
+                        correlation_id UUID,
+                        causation_id UUID,
+                        actor_id TEXT,
+                        metadata JSONB NOT NULL,
+                        payload JSONB NOT NULL,
+                        UNIQUE (aggregate_type, aggregate_id, aggregate_version)
+                    )"
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS events_tenant ON {events} (tenant_id, position)"
+                ),
+                format!(
+                    r#"CREATE OR REPLACE FUNCTION {schema}.append_events(
+                        p_type text, p_id uuid, p_kind text, p_exact bigint, p_ids uuid[], p_names text[],
+                        p_versions int[], p_occurred timestamptz[], p_tenants text[], p_corrs uuid[],
+                        p_causes uuid[], p_actors text[], p_metas text[], p_payloads text[], p_lock bigint)
+                    RETURNS TABLE (r_state text, r_position bigint, r_version bigint, r_stored_at timestamptz)
+                    LANGUAGE plpgsql AS $fn$
+                    DECLARE
+                        v_actual bigint;
+                        v_now timestamptz := clock_timestamp();
+                        v_positions bigint[];
+                        v_versions bigint[];
+                    BEGIN
+                        IF EXISTS (SELECT 1 FROM {events} WHERE event_id = ANY(p_ids)) THEN
+                            RETURN QUERY SELECT 'stored'::text, NULL::bigint, NULL::bigint, NULL::timestamptz;
+                            RETURN;
+                        END IF;
+                        SELECT COALESCE(MAX(aggregate_version), 0) INTO v_actual FROM {events}
+                            WHERE aggregate_type = p_type AND aggregate_id = p_id;
+                        IF NOT (p_kind = 'any' OR (p_kind = 'no_stream' AND v_actual = 0)
+                                OR (p_kind = 'exists' AND v_actual > 0) OR (p_kind = 'exact' AND v_actual = p_exact)) THEN
+                            RETURN QUERY SELECT 'conflict'::text, NULL::bigint, v_actual, NULL::timestamptz;
+                            RETURN;
+                        END IF;
+                        IF cardinality(p_ids) = 0 THEN
+                            RETURN QUERY SELECT 'empty'::text, NULL::bigint, v_actual, NULL::timestamptz;
+                            RETURN;
+                        END IF;
+                        -- Transaction ids and positions in one order: see the module docs.
+                        PERFORM pg_advisory_lock(p_lock);
+                        BEGIN
+                            PERFORM pg_current_xact_id();
+                            WITH inserted AS (
+                                INSERT INTO {events} (event_id, event_name, schema_version, aggregate_type, aggregate_id,
+                                    aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id,
+                                    actor_id, metadata, payload)
+                                SELECT e.id, e.name, e.sv, p_type, p_id, v_actual + e.ord, e.occ, v_now, e.ten, e.corr,
+                                    e.cause, e.act, e.meta::jsonb, e.pay::jsonb
+                                FROM unnest(p_ids, p_names, p_versions, p_occurred, p_tenants, p_corrs, p_causes,
+                                    p_actors, p_metas, p_payloads)
+                                    WITH ORDINALITY AS e(id, name, sv, occ, ten, corr, cause, act, meta, pay, ord)
+                                ORDER BY e.ord
+                                RETURNING position, aggregate_version)
+                            SELECT array_agg(position ORDER BY aggregate_version), array_agg(aggregate_version ORDER BY aggregate_version)
+                                INTO v_positions, v_versions FROM inserted;
+                        EXCEPTION
+                            WHEN unique_violation THEN
+                                PERFORM pg_advisory_unlock(p_lock);
+                                IF EXISTS (SELECT 1 FROM {events} WHERE event_id = ANY(p_ids)) THEN
+                                    RETURN QUERY SELECT 'stored'::text, NULL::bigint, NULL::bigint, NULL::timestamptz;
+                                ELSE
+                                    SELECT COALESCE(MAX(aggregate_version), 0) INTO v_actual FROM {events}
+                                        WHERE aggregate_type = p_type AND aggregate_id = p_id;
+                                    RETURN QUERY SELECT 'conflict'::text, NULL::bigint, v_actual, NULL::timestamptz;
+                                END IF;
+                                RETURN;
+                            WHEN OTHERS THEN
+                                PERFORM pg_advisory_unlock(p_lock);
+                                RAISE;
+                        END;
+                        PERFORM pg_advisory_unlock(p_lock);
+                        PERFORM pg_notify('{schema}_appended', '');
+                        RETURN QUERY SELECT 'inserted'::text, unnest(v_positions), unnest(v_versions), v_now;
+                    END
+                    $fn$"#
+                ),
+            ],
+        }
+    }
+}
+
+fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get("position").map_err(backend)?;
+    let position = u64::try_from(position).map_err(|_| corrupt(0, "negative position"))?;
+    let metadata: String = row.try_get("metadata").map_err(backend)?;
+    let schema_version: i32 = row.try_get("schema_version").map_err(backend)?;
+    let version: i64 = row.try_get("aggregate_version").map_err(backend)?;
+    Ok(RecordedEvent {
+        envelope: EventEnvelope {
+            event_id: row.try_get("event_id").map_err(backend)?,
+            event_name: row
+                .try_get::<String, _>("event_name")
+                .map_err(backend)?
+                .into(),
+            schema_version: u32::try_from(schema_version)
+                .map_err(|_| corrupt(position, "negative schema_version"))?,
+            aggregate_id: row.try_get("aggregate_id").map_err(backend)?,
+            aggregate_type: row
+                .try_get::<String, _>("aggregate_type")
+                .map_err(backend)?
+                .into(),
+            aggregate_version: u64::try_from(version)
+                .map_err(|_| corrupt(position, "negative aggregate_version"))?,
+            occurred_at: row.try_get("occurred_at").map_err(backend)?,
+            tenant_id: row.try_get("tenant_id").map_err(backend)?,
+            correlation_id: row.try_get("correlation_id").map_err(backend)?,
+            causation_id: row.try_get("causation_id").map_err(backend)?,
+            actor_id: row.try_get("actor_id").map_err(backend)?,
+            metadata: serde_json::from_str(&metadata)
+                .map_err(|e| corrupt(position, format!("metadata: {e}")))?,
+        },
+        payload: Payload::Json(row.try_get("payload").map_err(backend)?),
+        position,
+        stored_at: row.try_get("stored_at").map_err(backend)?,
+    })
+}
+
+fn decode_rows(rows: &[PgRow]) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+    rows.iter()
+        .map(|row| decode_row(row).map(Arc::new))
+        .collect()
+}
+
+/// Checks a schema name: lowercase letters, digits and `_`, starting with a letter or
+/// `_`, at most 63 bytes. Names are put into SQL text, so nothing else is accepted.
+fn validate_schema(schema: &str) -> Result<(), StoreError> {
+    let mut chars = schema.chars();
+    let valid = schema.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::backend(
+            BACKEND,
+            false,
+            format!(
+                "invalid schema name {schema:?}: use lowercase letters, digits and `_` (at most 63)"
+            ),
+        ))
+    }
+}
+
+/// An [`EventStore`] in PostgreSQL. See the [module docs](self) for how the global log
+/// stays gap-free for readers.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), eventsource::StoreError> {
+/// use eventsource::PostgresEventStore;
+/// let store = PostgresEventStore::connect("postgres://postgres@127.0.0.1/app", "eventsource").await?;
+/// store.migrate().await?; // explicit: creates the schema, table and append function once
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresEventStore {
+    pool: PgPool,
+    schema: String,
+    sql: Arc<Sql>,
+    lock_key: i64,
+    appended: Arc<Notify>,
+}
+
+impl std::fmt::Debug for PostgresEventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresEventStore")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresEventStore {
+    /// Connects a pool to `url` for the tables in `schema`. Nothing is created: call
+    /// [`migrate`](Self::migrate).
+    ///
+    /// # Errors
+    /// An invalid schema name; a connection failure.
+    pub async fn connect(url: &str, schema: &str) -> Result<Self, StoreError> {
+        validate_schema(schema)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await
+            .map_err(backend)?;
+        Self::with_pool(pool, schema)
+    }
+
+    /// Uses an existing pool.
+    ///
+    /// # Errors
+    /// An invalid schema name.
+    pub fn with_pool(pool: PgPool, schema: &str) -> Result<Self, StoreError> {
+        validate_schema(schema)?;
+        // One advisory lock key per schema (FNV-1a of the name).
+        let key = schema.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        Ok(PostgresEventStore {
+            pool,
+            schema: schema.to_owned(),
+            sql: Arc::new(Sql::new(schema)),
+            lock_key: i64::from_ne_bytes(key.to_ne_bytes()),
+            appended: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Creates the schema, the events table, its indexes and the append function.
+    /// Idempotent.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Serialize concurrent migrations of the same schema.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(self.lock_key ^ 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for statement in &self.sql.schema_ddl {
+            sqlx::query(AssertSqlSafe(statement.clone()))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    /// Drops the schema and everything in it.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn drop_schema(&self) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            self.schema
+        )))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    /// The pool, for read models in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema name.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// How many stored events readers cannot see yet because an older transaction is
+    /// still open (0 when nothing holds readers back).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn reader_horizon(&self) -> Result<u64, StoreError> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {}.events WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
+            self.schema
+        );
+        let held: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(held).unwrap_or(0))
+    }
+
+    /// Wakes followers of the log ([`EventStore::append_signal`]) on appends made by
+    /// other processes, through `LISTEN`/`NOTIFY`. Appends from this process wake them
+    /// anyway. Runs until the pool closes; reconnects after a dropped connection.
+    ///
+    /// # Errors
+    /// When the first `LISTEN` fails.
+    pub async fn listen(&self) -> Result<tokio::task::JoinHandle<()>, StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(backend)?;
+        let channel = format!("{}_appended", self.schema);
+        listener.listen(&channel).await.map_err(backend)?;
+        let notify = Arc::clone(&self.appended);
+        Ok(tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(_)) => notify.notify_waiters(),
+                    // The connection dropped and was re-established: something may have
+                    // been appended meanwhile.
+                    Ok(None) => notify.notify_waiters(),
+                    Err(error) => {
+                        tracing::warn!(%error, "event notifications stopped");
+                        break;
+                    }
+                }
+            }
+        }))
+    }
+
+    async fn append_rows<'c, X>(
+        &self,
+        executor: X,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &[UncommittedEvent],
+    ) -> Result<Vec<PgRow>, StoreError>
+    where
+        X: sqlx::Executor<'c, Database = sqlx::Postgres>,
+    {
+        let (kind, exact) = match expected {
+            ExpectedVersion::Any => ("any", 0),
+            ExpectedVersion::NoStream => ("no_stream", 0),
+            ExpectedVersion::StreamExists => ("exists", 0),
+            ExpectedVersion::Exact(version) => ("exact", to_i64(version, "version")?),
+        };
+        let n = events.len();
+        let (mut ids, mut names, mut versions, mut occurred) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut tenants, mut corrs, mut causes, mut actors) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut metas, mut payloads) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for event in events {
+            let e = &event.envelope;
+            let serialize = |source| StoreError::Serialize {
+                name: e.event_name.to_string(),
+                source,
+            };
+            ids.push(e.event_id);
+            names.push(e.event_name.as_ref());
+            versions.push(
+                i32::try_from(e.schema_version)
+                    .map_err(|_| corrupt(0, "schema_version exceeds int"))?,
+            );
+            occurred.push(e.occurred_at);
+            tenants.push(e.tenant_id.as_deref());
+            corrs.push(e.correlation_id);
+            causes.push(e.causation_id);
+            actors.push(e.actor_id.as_deref());
+            metas.push(serde_json::to_string(&e.metadata).map_err(serialize)?);
+            payloads.push(event.payload.to_json().map_err(serialize)?.into_owned());
+        }
+        sqlx::query(AssertSqlSafe(self.sql.append.clone()))
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(kind)
+            .bind(exact)
+            .bind(&ids)
+            .bind(&names)
+            .bind(&versions)
+            .bind(&occurred)
+            .bind(&tenants)
+            .bind(&corrs)
+            .bind(&causes)
+            .bind(&actors)
+            .bind(&metas)
+            .bind(&payloads)
+            .bind(self.lock_key)
+            .fetch_all(executor)
+            .await
+            .map_err(backend)
+    }
+}
+
+impl PostgresEventStore {
+    /// Appends inside the caller's transaction (or on a connection): the events commit or
+    /// roll back with whatever else the transaction writes. Followers of the log see them
+    /// only after the commit.
+    ///
+    /// # Errors
+    /// As [`EventStore::append`].
+    pub async fn append_in(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &[UncommittedEvent],
+    ) -> Result<AppendResult, StoreError> {
+        validate_batch(aggregate_type, aggregate_id, events)?;
+        let rows = self
+            .append_rows(
+                &mut *connection,
+                aggregate_type,
+                aggregate_id,
+                expected,
+                events,
+            )
+            .await?;
+        self.append_outcome(rows, aggregate_type, aggregate_id, expected, events)
+            .await
+    }
+
+    async fn append_outcome(
+        &self,
+        rows: Vec<PgRow>,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &[UncommittedEvent],
+    ) -> Result<AppendResult, StoreError> {
+        let state: String = rows
+            .first()
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(backend)?
+            .unwrap_or_default();
+        match state.as_str() {
+            "stored" => {
+                let ids: Vec<Uuid> = events.iter().map(|e| e.envelope.event_id).collect();
+                let found = sqlx::query(AssertSqlSafe(self.sql.by_ids.clone()))
+                    .bind(&ids)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                let stored = decode_rows(&found)?;
+                let retry = classify_stored(aggregate_type, aggregate_id, events, |id| {
+                    stored.iter().find(|e| e.event_id() == id).cloned()
+                })?;
+                match retry {
+                    Some(stored) => Ok(AppendResult {
+                        new_version: self.stream_version(aggregate_type, aggregate_id).await?,
+                        events: stored,
+                        already_stored: true,
+                    }),
+                    // Stored concurrently and gone? Not possible: events are never deleted.
+                    None => Err(corrupt(0, "append reported stored ids that cannot be read")),
+                }
+            }
+            "conflict" => {
+                let actual: i64 = rows[0].try_get(2).map_err(backend)?;
+                Err(ConcurrencyError {
+                    aggregate_type: aggregate_type.to_owned(),
+                    aggregate_id,
+                    expected,
+                    actual: u64::try_from(actual).unwrap_or(0),
+                }
+                .into())
+            }
+            "empty" => {
+                let actual: i64 = rows[0].try_get(2).map_err(backend)?;
+                Ok(AppendResult {
+                    new_version: u64::try_from(actual).unwrap_or(0),
+                    events: Vec::new(),
+                    already_stored: false,
+                })
+            }
+            "inserted" => {
+                self.appended.notify_waiters();
+                let mut recorded = Vec::with_capacity(events.len());
+                for (row, event) in rows.iter().zip(events) {
+                    let position: i64 = row.try_get(1).map_err(backend)?;
+                    let version: i64 = row.try_get(2).map_err(backend)?;
+                    let stored_at: DateTime<Utc> = row.try_get(3).map_err(backend)?;
+                    let mut envelope = event.envelope.clone();
+                    envelope.aggregate_version =
+                        u64::try_from(version).map_err(|_| corrupt(0, "negative version"))?;
+                    recorded.push(Arc::new(RecordedEvent {
+                        envelope,
+                        payload: event.payload.clone(),
+                        position: u64::try_from(position)
+                            .map_err(|_| corrupt(0, "negative position"))?,
+                        stored_at,
+                    }));
+                }
+                let new_version = recorded.last().map_or(0, |e| e.aggregate_version());
+                Ok(AppendResult {
+                    new_version,
+                    events: recorded,
+                    already_stored: false,
+                })
+            }
+            other => Err(corrupt(
+                0,
+                format!("append function returned state {other:?}"),
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresEventStore {
+    async fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &[UncommittedEvent],
+    ) -> Result<AppendResult, StoreError> {
+        validate_batch(aggregate_type, aggregate_id, events)?;
+        let rows = self
+            .append_rows(&self.pool, aggregate_type, aggregate_id, expected, events)
+            .await?;
+        self.append_outcome(rows, aggregate_type, aggregate_id, expected, events)
+            .await
+    }
+
+    async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        after_version: u64,
+    ) -> Result<StreamEvents, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(self.sql.stream.clone()))
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(to_i64(after_version, "version")?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let events = decode_rows(&rows)?;
+        let version = match events.last() {
+            Some(last) => last.aggregate_version(),
+            None => self.stream_version(aggregate_type, aggregate_id).await?,
+        };
+        Ok(StreamEvents { events, version })
+    }
+
+    async fn read_all_batch(
+        &self,
+        query: &ReadAll,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+        let types = (!query.aggregate_types.is_empty()).then_some(&query.aggregate_types);
+        let rows = sqlx::query(AssertSqlSafe(self.sql.page.clone()))
+            .bind(to_i64(after, "position")?)
+            .bind(types)
+            .bind(query.tenant_id.as_deref())
+            .bind(i64::try_from(max).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        decode_rows(&rows)
+    }
+
+    async fn stream_version(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+    ) -> Result<u64, StoreError> {
+        let version: i64 = sqlx::query_scalar(AssertSqlSafe(self.sql.version.clone()))
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(version).unwrap_or(0))
+    }
+
+    async fn current_position(&self) -> Result<u64, StoreError> {
+        let position: i64 = sqlx::query_scalar(AssertSqlSafe(self.sql.head.clone()))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(position).unwrap_or(0))
+    }
+
+    async fn event_exists(&self, event_id: Uuid) -> Result<bool, StoreError> {
+        sqlx::query_scalar(AssertSqlSafe(self.sql.exists.clone()))
+            .bind(event_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    fn append_signal(&self) -> Option<Arc<Notify>> {
+        Some(Arc::clone(&self.appended))
+    }
+}
