@@ -74,16 +74,22 @@ pub(crate) fn sequence_mismatch<T: Debug + PartialEq>(
             DiffOp::Delete {
                 old_index, old_len, ..
             } => {
-                for i in old_index..old_index + old_len {
-                    missing(&mut out, i, &expected[i], &label);
-                }
+                missing(
+                    &mut out,
+                    old_index,
+                    &expected[old_index..old_index + old_len],
+                    &label,
+                );
             }
             DiffOp::Insert {
                 new_index, new_len, ..
             } => {
-                for j in new_index..new_index + new_len {
-                    unexpected(&mut out, j, &actual[j], &label);
-                }
+                unexpected(
+                    &mut out,
+                    new_index,
+                    &actual[new_index..new_index + new_len],
+                    &label,
+                );
             }
             DiffOp::Replace {
                 old_index,
@@ -118,12 +124,10 @@ pub(crate) fn sequence_mismatch<T: Debug + PartialEq>(
                         let _ = writeln!(out, "{}", indent(&line_diff(&pe, &pa), 6));
                     }
                 }
-                for i in old_index + paired..old_index + old_len {
-                    missing(&mut out, i, &expected[i], &label);
-                }
-                for j in new_index + paired..new_index + new_len {
-                    unexpected(&mut out, j, &actual[j], &label);
-                }
+                let (from, to) = (old_index + paired, old_index + old_len);
+                missing(&mut out, from, &expected[from..to], &label);
+                let (from, to) = (new_index + paired, new_index + new_len);
+                unexpected(&mut out, from, &actual[from..to], &label);
             }
         }
     }
@@ -146,22 +150,33 @@ fn classify<'a, T: PartialEq>(classes: &mut Vec<&'a T>, items: &'a [T]) -> Vec<u
         .collect()
 }
 
-fn missing<T: Debug>(out: &mut String, i: usize, event: &T, label: &impl Fn(&T) -> String) {
-    let _ = writeln!(
-        out,
-        "\n  missing: expected [{i}] {} was not emitted:\n    {}",
-        label(event),
-        compact(event)
-    );
+/// Reports `events`, expected from index `first` on, as missing.
+fn missing<T: Debug>(out: &mut String, first: usize, events: &[T], label: &impl Fn(&T) -> String) {
+    for (i, event) in (first..).zip(events) {
+        let _ = writeln!(
+            out,
+            "\n  missing: expected [{i}] {} was not emitted:\n    {}",
+            label(event),
+            compact(event)
+        );
+    }
 }
 
-fn unexpected<T: Debug>(out: &mut String, j: usize, event: &T, label: &impl Fn(&T) -> String) {
-    let _ = writeln!(
-        out,
-        "\n  unexpected: [{j}] {} was emitted but not expected:\n    {}",
-        label(event),
-        compact(event)
-    );
+/// Reports `events`, emitted from index `first` on, as unexpected.
+fn unexpected<T: Debug>(
+    out: &mut String,
+    first: usize,
+    events: &[T],
+    label: &impl Fn(&T) -> String,
+) {
+    for (j, event) in (first..).zip(events) {
+        let _ = writeln!(
+            out,
+            "\n  unexpected: [{j}] {} was emitted but not expected:\n    {}",
+            label(event),
+            compact(event)
+        );
+    }
 }
 
 /// "1 event", "3 events".

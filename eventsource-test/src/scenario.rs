@@ -174,6 +174,7 @@ impl<A: Aggregate> Scenario<A> {
     /// Runs a command on the aggregate's state: `command` decides which events happen
     /// (one event, the event enum, a `Vec`, `Option` or tuple, or `()`) or fails with
     /// your error.
+    #[must_use = "an outcome checks nothing until you call a `then_*` method"]
     pub fn when<R, Err>(self, command: impl FnOnce(&A) -> Result<R, Err>) -> Outcome<A, Err>
     where
         R: IntoEvents<A>,
@@ -189,6 +190,7 @@ impl<A: Aggregate> Scenario<A> {
 
     /// Runs a command on the aggregate root itself (for several commands in a row, or to
     /// record events directly); the root's uncommitted events are the outcome.
+    #[must_use = "an outcome checks nothing until you call a `then_*` method"]
     pub fn when_root<Err>(
         self,
         command: impl FnOnce(&mut AggregateRoot<A>) -> Result<(), Err>,
@@ -243,7 +245,6 @@ impl<A: Aggregate> Scenario<A> {
 ///
 /// Each `then_*` method panics with a message that names the difference, at the line
 /// that called it, and returns the outcome so checks chain.
-#[must_use = "an outcome checks nothing until you call a `then_*` method"]
 pub struct Outcome<A: Aggregate, Err> {
     root: AggregateRoot<A>,
     history: Vec<RecordedEvent>,

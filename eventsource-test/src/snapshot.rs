@@ -10,7 +10,8 @@ use std::sync::Arc;
 use eventsource::{
     Aggregate, DomainEvent, EventEnvelope, Payload, RecordedEvent, UncommittedEvent,
 };
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use uuid::Uuid;
 
 /// An event with an envelope and a payload: what [`events_snapshot`] accepts.
@@ -90,7 +91,40 @@ impl Ids {
     }
 }
 
+/// Every UUID string in `value`, in order of appearance.
+fn uuids_in(value: &Value) -> Vec<Uuid> {
+    match value {
+        Value::String(text) => Uuid::try_parse(text).into_iter().collect(),
+        Value::Array(items) => items.iter().flat_map(uuids_in).collect(),
+        Value::Object(fields) => fields.values().flat_map(uuids_in).collect(),
+        _ => Vec::new(),
+    }
+}
+
 const TIMESTAMP: &str = "[timestamp]";
+
+/// One event in a snapshot, fields in reading order.
+#[derive(Serialize)]
+struct EventView {
+    event: String,
+    schema_version: u32,
+    aggregate_type: String,
+    aggregate_id: Value,
+    version: u64,
+    event_id: Value,
+    occurred_at: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    causation_id: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Value>,
+    payload: Value,
+}
 
 /// The snapshot form of a sequence of events: for each, its name, schema version,
 /// aggregate, version, context (when set) and JSON payload. Ids become `[id N]` labels by
@@ -99,7 +133,7 @@ const TIMESTAMP: &str = "[timestamp]";
 /// # Panics
 /// When a payload does not serialize (the message names the event).
 #[track_caller]
-pub fn events_snapshot<I>(events: I) -> Value
+pub fn events_snapshot<I>(events: I) -> EventsSnapshot
 where
     I: IntoIterator,
     I::Item: SnapshotEvent,
@@ -116,35 +150,45 @@ where
                     envelope.event_name, envelope.aggregate_version
                 ),
             };
-            let mut out = Map::new();
-            out.insert("event".into(), json!(envelope.event_name));
-            out.insert("schema_version".into(), json!(envelope.schema_version));
-            out.insert("aggregate_type".into(), json!(envelope.aggregate_type));
-            out.insert("aggregate_id".into(), ids.label(envelope.aggregate_id));
-            out.insert("version".into(), json!(envelope.aggregate_version));
-            out.insert("event_id".into(), ids.label(envelope.event_id));
-            out.insert("occurred_at".into(), json!(TIMESTAMP));
-            if let Some(tenant) = &envelope.tenant_id {
-                out.insert("tenant_id".into(), json!(tenant));
+            EventView {
+                event: envelope.event_name.to_string(),
+                schema_version: envelope.schema_version,
+                aggregate_type: envelope.aggregate_type.to_string(),
+                aggregate_id: ids.label(envelope.aggregate_id),
+                version: envelope.aggregate_version,
+                event_id: ids.label(envelope.event_id),
+                occurred_at: TIMESTAMP,
+                tenant_id: envelope.tenant_id.clone(),
+                correlation_id: envelope.correlation_id.map(|id| ids.label(id)),
+                causation_id: envelope.causation_id.map(|id| ids.label(id)),
+                actor_id: envelope.actor_id.clone(),
+                metadata: (!envelope.metadata.is_empty()).then(|| {
+                    let metadata = serde_json::to_value(&envelope.metadata).unwrap_or(Value::Null);
+                    ids.redact(metadata)
+                }),
+                payload: ids.redact(payload),
             }
-            if let Some(id) = envelope.correlation_id {
-                out.insert("correlation_id".into(), ids.label(id));
-            }
-            if let Some(id) = envelope.causation_id {
-                out.insert("causation_id".into(), ids.label(id));
-            }
-            if let Some(actor) = &envelope.actor_id {
-                out.insert("actor_id".into(), json!(actor));
-            }
-            if !envelope.metadata.is_empty() {
-                let metadata = serde_json::to_value(&envelope.metadata).unwrap_or(Value::Null);
-                out.insert("metadata".into(), ids.redact(metadata));
-            }
-            out.insert("payload".into(), ids.redact(payload));
-            Value::Object(out)
         })
         .collect();
-    Value::Array(list)
+    EventsSnapshot(list)
+}
+
+/// The snapshot form of a sequence of events, made by [`events_snapshot`]: serialize it
+/// (insta does) to see it.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct EventsSnapshot(Vec<EventView>);
+
+impl EventsSnapshot {
+    /// How many events it holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The serialized form of each event type, from a sample value of each: its stored name,
@@ -164,13 +208,22 @@ where
 ///     .sample(OrderCreated { customer: "ada".into(), total: 50.0 })
 ///     .sample(OrderItemAdded { product: "widget".into(), quantity: 2, unit_price: 15.0 })
 ///     .sample(OrderShipped { tracking: "TRACK-1".into() });
-/// assert_eq!(schemas.to_snapshot()[2]["event"], "doc.order_shipped");
+/// assert_eq!(schemas.names(), ["doc.order_created", "doc.order_item_added", "doc.order_shipped"]);
 /// ```
 #[derive(Debug, Default)]
 pub struct EventSchemas {
     required: Option<(&'static str, &'static [&'static str])>,
-    names: Vec<&'static str>,
-    entries: Vec<Value>,
+    entries: Vec<SchemaView>,
+}
+
+/// One event type in a schema snapshot.
+#[derive(Debug, Clone)]
+struct SchemaView {
+    event: &'static str,
+    schema_version: u32,
+    aggregate_type: &'static str,
+    /// The JSON text exactly as stored (ids labelled).
+    json: String,
 }
 
 impl EventSchemas {
@@ -208,28 +261,49 @@ impl EventSchemas {
                 E::NAME
             ),
         }
-        self.names.push(E::NAME);
-        self.entries.push(json!({
-            "event": E::NAME,
-            "schema_version": E::VERSION,
-            "aggregate_type": E::AGGREGATE_TYPE,
-            "payload": Ids::default().redact(payload),
-        }));
+        let mut json = match serde_json::to_string(&sample) {
+            Ok(json) => json,
+            Err(error) => panic!("the sample of `{}` does not serialize: {error}", E::NAME),
+        };
+        let mut ids = Ids::default();
+        for id in uuids_in(&payload) {
+            if let Value::String(label) = ids.label(id) {
+                json = json.replace(&id.to_string(), &label);
+            }
+        }
+        self.entries.push(SchemaView {
+            event: E::NAME,
+            schema_version: E::VERSION,
+            aggregate_type: E::AGGREGATE_TYPE,
+            json,
+        });
         self
     }
 
-    /// The snapshot form: one entry per sample, in the order added.
+    /// The stored names of the samples, in the order added.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.entries.iter().map(|entry| entry.event).collect()
+    }
+
+    /// The snapshot form: one entry per sample, in the order added: the stored name,
+    /// schema version and aggregate, then the JSON text exactly as stored (UUIDs
+    /// labelled `[id N]`).
+    ///
+    /// ```text
+    /// doc.order_shipped v1 (aggregate Order)
+    ///   {"tracking":"TRACK-1"}
+    /// ```
     ///
     /// # Panics
     /// For [`for_aggregate`](Self::for_aggregate) lists, when an event the aggregate
     /// handles has no sample.
     #[track_caller]
-    pub fn to_snapshot(&self) -> Value {
+    pub fn to_snapshot(&self) -> String {
         if let Some((aggregate, handled)) = self.required {
             let missing: Vec<&str> = handled
                 .iter()
                 .copied()
-                .filter(|name| !self.names.contains(name))
+                .filter(|name| !self.entries.iter().any(|entry| entry.event == *name))
                 .collect();
             if !missing.is_empty() {
                 panic!(
@@ -238,7 +312,16 @@ impl EventSchemas {
                 );
             }
         }
-        Value::Array(self.entries.clone())
+        self.entries
+            .iter()
+            .map(|entry| {
+                format!(
+                    "{} v{} (aggregate {})\n  {}\n",
+                    entry.event, entry.schema_version, entry.aggregate_type, entry.json
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -261,19 +344,18 @@ impl EventSchemas {
 /// ```
 #[macro_export]
 macro_rules! assert_events_snapshot {
-    ($events:expr $(,)?) => {
-        $crate::__private::insta::assert_yaml_snapshot!($crate::snapshot::events_snapshot($events))
-    };
-    ($name:expr, $events:expr $(,)?) => {
-        $crate::__private::insta::assert_yaml_snapshot!(
-            $name,
-            $crate::snapshot::events_snapshot($events)
-        )
-    };
+    ($events:expr $(,)?) => {{
+        let events = $crate::snapshot::events_snapshot($events);
+        $crate::__private::insta::assert_yaml_snapshot!(events)
+    }};
+    ($name:expr, $events:expr $(,)?) => {{
+        let events = $crate::snapshot::events_snapshot($events);
+        $crate::__private::insta::assert_yaml_snapshot!($name, events)
+    }};
 }
 
 /// Snapshots the serialized form of event types from an
-/// [`EventSchemas`](crate::EventSchemas) list with insta (YAML); an optional first
+/// [`EventSchemas`](crate::EventSchemas) list with insta (text); an optional first
 /// argument names the snapshot.
 ///
 /// ```no_run
@@ -292,10 +374,12 @@ macro_rules! assert_events_snapshot {
 /// ```
 #[macro_export]
 macro_rules! assert_event_schemas_snapshot {
-    ($schemas:expr $(,)?) => {
-        $crate::__private::insta::assert_yaml_snapshot!(($schemas).to_snapshot())
-    };
-    ($name:expr, $schemas:expr $(,)?) => {
-        $crate::__private::insta::assert_yaml_snapshot!($name, ($schemas).to_snapshot())
-    };
+    ($schemas:expr $(,)?) => {{
+        let event_schemas = $crate::EventSchemas::to_snapshot(&$schemas);
+        $crate::__private::insta::assert_snapshot!(event_schemas)
+    }};
+    ($name:expr, $schemas:expr $(,)?) => {{
+        let event_schemas = $crate::EventSchemas::to_snapshot(&$schemas);
+        $crate::__private::insta::assert_snapshot!($name, event_schemas)
+    }};
 }
