@@ -75,16 +75,16 @@ macro_rules! __given_when_then {
         $crate::__given_when_then!(@replay [$agg] $opts $($rest)*)
     };
     (@replay [$agg:ty] $opts:tt replay_check: false, $($rest:tt)*) => {
-        $crate::__given_when_then!(@given [$agg] [without_replay_check] $opts $($rest)*)
+        $crate::__given_when_then!(@given [$agg] [unchecked] $opts $($rest)*)
     };
     (@replay [$agg:ty] $opts:tt replay_check: true, $($rest:tt)*) => {
-        $crate::__given_when_then!(@given [$agg] [new] $opts $($rest)*)
+        $crate::__given_when_then!(@given [$agg] [replay_checked] $opts $($rest)*)
     };
     (@replay [$agg:ty] $opts:tt replay_check: $($rest:tt)*) => {
         ::core::compile_error!("`replay_check:` takes `true` or `false`, followed by a comma")
     };
     (@replay [$agg:ty] $opts:tt $($rest:tt)*) => {
-        $crate::__given_when_then!(@given [$agg] [new] $opts $($rest)*)
+        $crate::__given_when_then!(@given [$agg] [replay_checked] $opts $($rest)*)
     };
 
     (@given $agg:tt $ctor:tt $opts:tt given: [$($given:expr),* $(,)?], $($rest:tt)*) => {
@@ -96,11 +96,11 @@ macro_rules! __given_when_then {
         )
     };
 
-    (@when $agg:tt $ctor:tt $opts:tt $given:tt when: async |$state:pat_param| $body:expr, $($rest:tt)*) => {
-        $crate::__given_when_then!(@then $agg $ctor $opts $given (async $state, $body) $($rest)*)
+    (@when $agg:tt $ctor:tt $opts:tt $given:tt when: async $(move)? |$state:ident : $ty:ty| $body:expr, $($rest:tt)*) => {
+        $crate::__given_when_then!(@then $agg $ctor $opts $given (async [$state: $ty] $body) $($rest)*)
     };
-    (@when $agg:tt $ctor:tt $opts:tt $given:tt when: async move |$state:pat_param| $body:expr, $($rest:tt)*) => {
-        $crate::__given_when_then!(@then $agg $ctor $opts $given (async $state, $body) $($rest)*)
+    (@when $agg:tt $ctor:tt $opts:tt $given:tt when: async $(move)? |$state:pat_param| $body:expr, $($rest:tt)*) => {
+        $crate::__given_when_then!(@then $agg $ctor $opts $given (async [$state] $body) $($rest)*)
     };
     (@when $agg:tt $ctor:tt $opts:tt $given:tt when: $command:expr, $($rest:tt)*) => {
         $crate::__given_when_then!(@then $agg $ctor $opts $given (sync $command) $($rest)*)
@@ -151,7 +151,7 @@ macro_rules! __given_when_then {
     };
 
     (@run [$agg:ty] [$ctor:ident] [$(($method:ident $arg:expr))*] [$($given:expr),*] $when:tt $then:tt ($($check:expr)?)) => {{
-        let scenario = $crate::Scenario::<$agg>::$ctor();
+        let scenario = $crate::__private::$ctor::<$agg>();
         $(let scenario = scenario.$method($arg);)*
         $(let scenario = scenario.given_event($given);)*
         let outcome = $crate::__given_when_then!(@call scenario $when);
@@ -166,13 +166,13 @@ macro_rules! __given_when_then {
     (@call $scenario:ident (root $command:expr)) => {
         $scenario.when_root($command)
     };
-    (@call $scenario:ident (async $state:pat_param, $body:expr)) => {
-        $crate::block_on($scenario.when_async(async |$state| $body))
+    (@call $scenario:ident (async [$($param:tt)*] $body:expr)) => {
+        $crate::block_on($scenario.when_async(async |$($param)*| $body))
     };
 
     (@check $outcome:ident [$agg:ty] (events $($event:expr),*)) => {{
         let expected: ::std::vec::Vec<<$agg as $crate::__private::Aggregate>::Event> =
-            ::std::vec![$($crate::__private::expected::<$agg, _>($event)),*];
+            ::std::vec![$($crate::__private::Expected::<$agg>::NEW.event($event)),*];
         $outcome.then_events(expected)
     }};
     (@check $outcome:ident [$agg:ty] (error $error:expr)) => {

@@ -1,5 +1,7 @@
 //! What this crate's macros expand to. Not a public API.
 
+use std::marker::PhantomData;
+
 use eventsource::{AggregateEvent, DomainEvent, EventEnvelope, Handles, Payload};
 use uuid::Uuid;
 
@@ -35,4 +37,42 @@ pub fn expected<A: Handles<E>, E: DomainEvent>(event: E) -> A::Event {
             E::NAME
         ),
     }
+}
+
+/// Converts expected events for `A`; a method, so that an event `A` does not handle is
+/// reported at the event.
+pub struct Expected<A>(PhantomData<fn() -> A>);
+
+impl<A: Aggregate> Expected<A> {
+    /// The converter.
+    pub const NEW: Self = Expected(PhantomData);
+
+    /// See [`expected`].
+    #[track_caller]
+    pub fn event<E: DomainEvent>(&self, event: E) -> A::Event
+    where
+        A: Handles<E>,
+    {
+        expected::<A, E>(event)
+    }
+}
+
+/// The replay check compares states with `PartialEq`.
+#[diagnostic::on_unimplemented(
+    message = "the replay check compares `{Self}` states, but `{Self}` is not `PartialEq`",
+    label = "`{Self}` cannot be compared",
+    note = "derive `PartialEq` for `{Self}`, or turn the check off with `replay_check: false,`"
+)]
+pub trait ComparableState: Aggregate + PartialEq {}
+
+impl<A: Aggregate + PartialEq> ComparableState for A {}
+
+/// `Scenario::new()` behind a bound with a message about the replay check.
+pub fn replay_checked<A: ComparableState>() -> crate::Scenario<A> {
+    crate::Scenario::new()
+}
+
+/// `Scenario::without_replay_check()`.
+pub fn unchecked<A: Aggregate>() -> crate::Scenario<A> {
+    crate::Scenario::without_replay_check()
 }
