@@ -202,6 +202,7 @@ pub(crate) fn numbered<T: Debug>(items: &[T], label: impl Fn(&T) -> String) -> S
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

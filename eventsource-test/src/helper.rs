@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use eventsource::{
     Aggregate, AggregateEvent, AggregateRepository, AggregateRoot, AppendResult, ApplyError,
-    InMemoryEventStore, RecordedEvent, RepositoryError,
+    InMemoryEventStore, RecordedEvent, RepositoryError, StoreError,
 };
 use uuid::Uuid;
 
+use crate::builder::History;
 use crate::clock::TestClock;
 
 /// Everything a test of one aggregate type needs: an [`InMemoryEventStore`], an
@@ -84,6 +85,16 @@ impl<A: Aggregate> AggregateTestHelper<A> {
     /// The clock.
     pub fn clock(&self) -> &Arc<TestClock> {
         &self.clock
+    }
+
+    /// Appends a [`History`] (events of any number of aggregates, of any type) to the
+    /// store: the "given" of a test that loads several aggregates. Returns the store's
+    /// position after it.
+    ///
+    /// # Errors
+    /// What the store returns (a conflict if one of the streams already has events).
+    pub async fn given(&self, history: &History) -> Result<u64, StoreError> {
+        history.append_to(&*self.store).await
     }
 
     /// A new aggregate (version 0) with an id from the clock.

@@ -28,7 +28,7 @@
 //!
 //! Assertions in this crate panic: that is how a test fails. They are `#[track_caller]`
 //! (or expand at your macro call), so the failure points at your test's line.
-#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::panic)]
 
 pub mod backend;
 mod builder;

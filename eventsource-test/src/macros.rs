@@ -26,14 +26,14 @@
 /// }
 /// ```
 ///
-/// The parts, in this order (`[...]` marks optional ones):
+/// The parts, in this order (*optional* ones in italics):
 ///
 /// | part | form |
 /// |---|---|
 /// | `aggregate:` | the aggregate type |
-/// | [`id:`] | the aggregate id (default: a fixed id) |
-/// | [`context:`] | an [`EventContext`](eventsource::EventContext) stamped on given and new events |
-/// | [`replay_check:`] | `false` turns off the replay check (see [`Scenario`](crate::Scenario)); it needs `PartialEq` on the aggregate when on |
+/// | *`id:`* | the aggregate id (default: a fixed id) |
+/// | *`context:`* | an [`EventContext`](eventsource::EventContext) stamped on given and new events |
+/// | *`replay_check:`* | `false` turns off the replay check (see [`Scenario`](crate::Scenario)); it needs `PartialEq` on the aggregate when on |
 /// | `given:` | `[event, ...]`: past events, no ids or versions; `[]` for a new aggregate |
 /// | `when:` | `\|state\| command`: returns `Result<events, YourError>` |
 /// | or `when:` | `async \|state\| command.await`: an async command (runs in or out of a tokio test, see [`block_on`](crate::block_on)) |
@@ -41,7 +41,7 @@
 /// | `then:` | `[event, ...]`: exactly these events, by value (ids, versions, timestamps ignored); `[]` for none |
 /// | or `then:` | `error(value)`, `error matches Pattern`, `error contains "text"` |
 /// | or `then:` | `events matching \|events\| predicate`: a predicate over the aggregate's event enum |
-/// | [`state:`] | `\|state\| { assertions }` on the state afterwards |
+/// | *`state:`* | `\|state\| { assertions }` on the state afterwards |
 ///
 /// Failures are reported at the macro's line, and name the event that differs (its
 /// index, the expected and the actual value). The macro expands to the
