@@ -806,3 +806,21 @@ mod read_model_history {
         assert_eq!(store.event_count(), 3);
     }
 }
+
+mod several_aggregates {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_helper_given_several_aggregates() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let orders = AggregateTestHelper::<Order>::new();
+        let history = History::new()
+            .event(a, created(10.0))
+            .event(b, created(20.0))
+            .event(a, shipped("T-A"));
+        assert_eq!(orders.given(&history).await.unwrap(), 3);
+        let (a, b) = (orders.load(a).await.unwrap(), orders.load(b).await.unwrap());
+        assert_eq!((a.version(), a.state().status), (2, Status::Shipped));
+        assert_eq!((b.version(), b.state().status), (1, Status::Created));
+    }
+}
