@@ -18,6 +18,7 @@
 //! |---|---|
 //! | [`given_when_then!`] / [`Scenario`] | one command on one aggregate: given events, when a command, then events, an error or a state; with a replay check |
 //! | [`EventBuilder`] | the stream of one aggregate without hand-written ids or versions |
+//! | [`ProjectionScenario`], `given_when_then! { projection: .. }` | a read model: given events of any aggregates, then its state |
 //! | [`History`] | the global log of several aggregates (the "given" of read-model tests) |
 //! | [`AggregateTestHelper`] | an aggregate's repository over a fresh in-memory store |
 //! | [`TestClock`] | deterministic timestamps and ids, so streams are reproducible |
@@ -37,6 +38,7 @@ pub mod conformance;
 mod diff;
 mod helper;
 mod macros;
+mod projection;
 mod runtime;
 mod scenario;
 pub mod snapshot;
@@ -52,6 +54,7 @@ pub mod __doc_order;
 pub use builder::{EventBuilder, History};
 pub use clock::TestClock;
 pub use helper::AggregateTestHelper;
+pub use projection::{ProjectionOutcome, ProjectionScenario};
 pub use runtime::block_on;
 pub use scenario::{Outcome, Scenario, StateEq};
 pub use snapshot::EventSchemas;

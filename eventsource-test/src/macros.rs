@@ -46,14 +46,69 @@
 /// Failures are reported at the macro's line, and name the event that differs (its
 /// index, the expected and the actual value). The macro expands to the
 /// [`Scenario`](crate::Scenario) calls you would write by hand.
+///
+/// # Projections
+///
+/// With `projection:` first, the scenario feeds events of any aggregates (in the order
+/// listed, as `(aggregate_id, event)`) to a [`Projection`](eventsource::projection::Projection)
+/// in their stored form, then checks its read model (see
+/// [`ProjectionScenario`](crate::ProjectionScenario)):
+///
+/// ```
+/// # use eventsource_test::__doc_order::*;
+/// # use eventsource::{projection::Projection, BoxError, RecordedEvent};
+/// # #[derive(Default)]
+/// # struct Revenue { total: f64 }
+/// # #[async_trait::async_trait]
+/// # impl Projection for Revenue {
+/// #     fn name(&self) -> &str { "revenue" }
+/// #     async fn handle(&mut self, event: &RecordedEvent) -> Result<(), BoxError> {
+/// #         if let Some(created) = event.as_event::<OrderCreated>()? { self.total += created.total; }
+/// #         Ok(())
+/// #     }
+/// # }
+/// use eventsource_test::given_when_then;
+/// use uuid::Uuid;
+///
+/// let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+/// given_when_then! {
+///     projection: Revenue::default(),
+///     given: [
+///         (a, OrderCreated { customer: "ada".into(), total: 10.0 }),
+///         (b, OrderCreated { customer: "bob".into(), total: 5.0 }),
+///         (a, OrderShipped { tracking: "T-1".into() }),
+///     ],
+///     then: |revenue| assert_eq!(revenue.total, 15.0),
+/// }
+/// ```
+///
+/// `then:` takes a closure over the projection, or `error contains "text"` when handling
+/// must fail.
 #[macro_export]
 macro_rules! given_when_then {
     (aggregate: $agg:ty, $($rest:tt)*) => {
         $crate::__given_when_then!(@id [$agg] $($rest)*)
     };
+    (projection: $projection:expr, given: [$(($id:expr, $event:expr)),* $(,)?], then: error contains $needle:expr $(,)?) => {{
+        let outcome = $crate::block_on(
+            $crate::ProjectionScenario::new($projection)$(.given($id, $event))*.when_handled(),
+        );
+        let _ = outcome.then_error_contains($needle);
+    }};
+    (projection: $projection:expr, given: [$(($id:expr, $event:expr)),* $(,)?], then: $check:expr $(,)?) => {{
+        let outcome = $crate::block_on(
+            $crate::ProjectionScenario::new($projection)$(.given($id, $event))*.when_handled(),
+        );
+        let _ = outcome.then_read_model($check);
+    }};
+    (projection: $($rest:tt)*) => {
+        ::core::compile_error!(
+            "a projection scenario reads `projection: value, given: [(aggregate_id, event), ...], then: |projection| { assertions }` (or `then: error contains \"text\"`)"
+        )
+    };
     ($($other:tt)*) => {
         ::core::compile_error!(
-            "`given_when_then!` starts with `aggregate: YourAggregate,` followed by `given: [events],`, `when: |state| command,` and `then: ...`"
+            "`given_when_then!` starts with `aggregate: YourAggregate,` (or `projection: value,`) followed by `given: [events],`, `when: |state| command,` and `then: ...`"
         )
     };
 }

@@ -824,3 +824,93 @@ mod several_aggregates {
         assert_eq!((b.version(), b.state().status), (1, Status::Created));
     }
 }
+
+/// The seed's order-summary projection, tested from given events of several orders.
+mod projection_scenarios {
+    use std::collections::BTreeMap;
+
+    use eventsource::projection::Projection;
+    use eventsource::{BoxError, RecordedEvent};
+    use eventsource_test::ProjectionScenario;
+
+    use super::failure_diagnostics_support::failure_message;
+    use super::*;
+
+    #[derive(Default)]
+    struct OrderSummaries {
+        orders: BTreeMap<Uuid, (String, f64, Option<String>)>,
+    }
+
+    #[async_trait::async_trait]
+    impl Projection for OrderSummaries {
+        fn name(&self) -> &str {
+            "order-summaries"
+        }
+
+        async fn handle(&mut self, event: &RecordedEvent) -> Result<(), BoxError> {
+            let id = event.aggregate_id();
+            if let Some(created) = event.as_event::<OrderCreated>()? {
+                self.orders
+                    .insert(id, ("created".into(), created.total_amount, None));
+            } else if let Some(shipped) = event.as_event::<OrderShipped>()? {
+                let order = self.orders.get_mut(&id).ok_or("shipped before created")?;
+                order.0 = "shipped".into();
+                order.2 = Some(shipped.tracking_number.clone());
+            }
+            Ok(())
+        }
+
+        async fn reset(&mut self) -> Result<(), BoxError> {
+            self.orders.clear();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_read_model_of_several_orders() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        given_when_then! {
+            projection: OrderSummaries::default(),
+            given: [
+                (a, created(100.0)),
+                (b, created(50.0)),
+                (a, item("Widget", 1, 5.0)),
+                (a, shipped("TRACK-123")),
+            ],
+            then: |summaries| {
+                assert_eq!(summaries.orders[&a], ("shipped".into(), 100.0, Some("TRACK-123".into())));
+                assert_eq!(summaries.orders[&b], ("created".into(), 50.0, None));
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn the_same_with_method_chaining_and_typed_payloads() {
+        let a = Uuid::from_u128(1);
+        let outcome = ProjectionScenario::new(OrderSummaries::default())
+            .given(a, created(1.0))
+            .given(a, shipped("T"))
+            .typed()
+            .when_handled()
+            .await
+            .then_read_model(|summaries| assert_eq!(summaries.orders.len(), 1));
+        assert_eq!(outcome.handled(), 2);
+    }
+
+    #[test]
+    fn a_handler_error_names_the_event() {
+        given_when_then! {
+            projection: OrderSummaries::default(),
+            given: [(Uuid::from_u128(9), shipped("T"))],
+            then: error contains "shipped before created",
+        }
+        let message = failure_message(|| {
+            given_when_then! {
+                projection: OrderSummaries::default(),
+                given: [(Uuid::from_u128(1), created(1.0)), (Uuid::from_u128(9), shipped("T"))],
+                then: |summaries| assert_eq!(summaries.orders.len(), 2),
+            }
+        });
+        insta::assert_snapshot!(message);
+    }
+}
