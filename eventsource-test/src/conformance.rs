@@ -3,7 +3,7 @@
 //! Every backend runs the same cases (see [`store_conformance_tests!`](crate::store_conformance_tests)),
 //! so "passes conformance" means the same thing for memory, SQLite and PostgreSQL. Each
 //! case takes a fresh, empty store and panics with a message naming the broken rule.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +20,9 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
 #[event(aggregate = "ConformanceAccount", name = "conformance.deposited")]
 pub struct Deposited {
+    /// How much.
     pub amount: u64,
+    /// A free-text note, so payloads have a string to round-trip.
     pub note: String,
 }
 
@@ -28,13 +30,16 @@ pub struct Deposited {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
 #[event(aggregate = "ConformanceAccount", name = "conformance.withdrawn")]
 pub struct Withdrawn {
+    /// How much.
     pub amount: u64,
 }
 
 /// The fixture aggregate of the conformance cases.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ConformanceAccount {
+    /// Deposits minus withdrawals.
     pub balance: i64,
+    /// How many deposits were made.
     pub deposits: u32,
 }
 
@@ -53,6 +58,19 @@ impl ConformanceAccount {
 }
 
 const TYPE: &str = "ConformanceAccount";
+/// A second aggregate type, for the cases about streams of different types.
+const LEDGER: &str = "ConformanceLedger";
+
+/// The same events, re-labelled as belonging to another aggregate type.
+fn of_type(
+    aggregate_type: &'static str,
+    mut events: Vec<UncommittedEvent>,
+) -> Vec<UncommittedEvent> {
+    for event in &mut events {
+        event.envelope.aggregate_type = aggregate_type.into();
+    }
+    events
+}
 
 /// `n` new events for `id`, numbered from `after + 1`.
 pub fn deposits(id: Uuid, after: u64, n: usize) -> Vec<UncommittedEvent> {
@@ -100,8 +118,20 @@ fn positions(events: &[Arc<RecordedEvent>]) -> Vec<u64> {
     events.iter().map(|e| e.position).collect()
 }
 
+#[track_caller]
 fn expect_conflict(
     result: Result<eventsource::AppendResult, StoreError>,
+    id: Uuid,
+    expected: ExpectedVersion,
+    actual: u64,
+) {
+    expect_conflict_of(result, TYPE, id, expected, actual);
+}
+
+#[track_caller]
+fn expect_conflict_of(
+    result: Result<eventsource::AppendResult, StoreError>,
+    aggregate_type: &str,
     id: Uuid,
     expected: ExpectedVersion,
     actual: u64,
@@ -113,7 +143,7 @@ fn expect_conflict(
                 "the conflict names the aggregate"
             );
             assert_eq!(
-                conflict.aggregate_type, TYPE,
+                conflict.aggregate_type, aggregate_type,
                 "the conflict names the aggregate type"
             );
             assert_eq!(
@@ -440,22 +470,34 @@ pub async fn malformed_batches_are_refused<S: EventStore>(store: &S) {
 pub async fn streams_are_keyed_by_type_and_id<S: EventStore>(store: &S) {
     let id = Uuid::now_v7();
     append(store, id, ExpectedVersion::NoStream, &deposits(id, 0, 2)).await;
-    let mut other_type = deposits(id, 0, 1);
-    other_type[0].envelope.aggregate_type = "ConformanceLedger".into();
+    let other_type = of_type(LEDGER, deposits(id, 0, 1));
     let result = store
-        .append(
-            "ConformanceLedger",
-            id,
-            ExpectedVersion::NoStream,
-            &other_type,
-        )
+        .append(LEDGER, id, ExpectedVersion::NoStream, &other_type)
         .await
         .unwrap();
-    assert_eq!(result.new_version, 1);
+    assert_eq!(result.new_version, 1, "the other type's stream starts at 1");
     assert_eq!(store.stream_version(TYPE, id).await.unwrap(), 2);
+    assert_eq!(store.stream_version(LEDGER, id).await.unwrap(), 1);
     assert_eq!(
-        store.stream_version("ConformanceLedger", id).await.unwrap(),
-        1
+        versions(&store.read_stream(TYPE, id, 0).await.unwrap().events),
+        [1, 2]
+    );
+    let ledger = store.read_stream(LEDGER, id, 0).await.unwrap();
+    assert_eq!(ledger.events.len(), 1);
+    assert_eq!(ledger.events[0].event_id(), other_type[0].envelope.event_id);
+    expect_conflict_of(
+        store
+            .append(
+                LEDGER,
+                id,
+                ExpectedVersion::Exact(2),
+                &of_type(LEDGER, deposits(id, 2, 1)),
+            )
+            .await,
+        LEDGER,
+        id,
+        ExpectedVersion::Exact(2),
+        1,
     );
 }
 
@@ -512,14 +554,59 @@ pub async fn read_all_in_global_order<S: EventStore>(store: &S) {
     assert!(tenant.iter().all(|e| e.aggregate_id() == b));
     let typed = read_all(store, ReadAll::from_start().aggregate_type("Nobody")).await;
     assert!(typed.is_empty());
-    let typed = read_all(store, ReadAll::from_start().aggregate_type(TYPE)).await;
-    assert_eq!(typed.len(), 7);
     assert!(
         read_all(store, ReadAll::after(all[6].position))
             .await
             .is_empty(),
         "nothing after the end"
     );
+
+    // A stream of another aggregate type, interleaved: the type filter keeps it apart.
+    let ledger = Uuid::now_v7();
+    let ledger_events = of_type(LEDGER, deposits(ledger, 0, 2));
+    store
+        .append(LEDGER, ledger, ExpectedVersion::NoStream, &ledger_events)
+        .await
+        .unwrap();
+    append(store, b, ExpectedVersion::Exact(2), &deposits(b, 2, 1)).await;
+    let accounts = read_all(
+        store,
+        ReadAll::from_start().aggregate_type(TYPE).batch_size(3),
+    )
+    .await;
+    assert_eq!(
+        accounts.len(),
+        8,
+        "the type filter keeps every account event"
+    );
+    assert!(accounts.iter().all(|e| e.envelope.aggregate_type == TYPE));
+    let ledgers = read_all(
+        store,
+        ReadAll::after(all[6].position).aggregate_type(LEDGER),
+    )
+    .await;
+    assert_eq!(
+        ledgers.iter().map(|e| e.event_id()).collect::<Vec<_>>(),
+        ledger_events
+            .iter()
+            .map(|e| e.envelope.event_id)
+            .collect::<Vec<_>>(),
+        "the type filter returns only the other type's events"
+    );
+    let both = read_all(
+        store,
+        ReadAll::from_start()
+            .aggregate_type(TYPE)
+            .aggregate_type(LEDGER),
+    )
+    .await;
+    assert_eq!(both.len(), 10, "several types are a union");
+    let tenant_and_type = read_all(
+        store,
+        ReadAll::from_start().tenant("t2").aggregate_type(LEDGER),
+    )
+    .await;
+    assert!(tenant_and_type.is_empty(), "filters combine");
 }
 
 /// A reader resuming from the last position it saw gets exactly the rest.
@@ -590,6 +677,69 @@ pub async fn concurrent_writers_to_one_stream<S: EventStore + 'static>(store: Ar
         versions(&store.read_stream(TYPE, id, 0).await.unwrap().events),
         [1, 2]
     );
+}
+
+/// Writers racing on one stream, each reading the version and appending with `Exact`
+/// until it has written its share: every version has exactly one winner, the stream has
+/// no gap, and every conflict reported a version the stream really reached.
+pub async fn concurrent_writers_take_turns_on_one_stream<S: EventStore + 'static>(store: Arc<S>) {
+    const WRITERS: usize = 4;
+    const EACH: usize = 5;
+    let id = Uuid::now_v7();
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut won = Vec::new();
+                let mut conflicts = 0_u32;
+                while won.len() < EACH {
+                    let version = store.stream_version(TYPE, id).await?;
+                    let batch = deposits(id, version, 1);
+                    match store
+                        .append(TYPE, id, ExpectedVersion::Exact(version), &batch)
+                        .await
+                    {
+                        Ok(result) => {
+                            assert_eq!(result.new_version, version + 1);
+                            won.push((result.new_version, batch[0].envelope.event_id));
+                        }
+                        Err(StoreError::Conflict(conflict)) => {
+                            assert!(
+                                conflict.actual > version,
+                                "a conflict reports the version that beat us ({} > {version})",
+                                conflict.actual
+                            );
+                            conflicts += 1;
+                            tokio::task::yield_now().await;
+                        }
+                        Err(other) => return Err(other),
+                    }
+                }
+                Ok::<_, StoreError>((won, conflicts))
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (won, _conflicts) = task.await.unwrap().unwrap();
+        winners.extend(won);
+    }
+    winners.sort_unstable();
+    let won_versions: Vec<u64> = winners.iter().map(|(version, _)| *version).collect();
+    let expected: Vec<u64> = (1..=(WRITERS * EACH) as u64).collect();
+    assert_eq!(
+        won_versions, expected,
+        "each version has exactly one winner"
+    );
+    let stream = store.read_stream(TYPE, id, 0).await.unwrap();
+    assert_eq!(versions(&stream.events), expected, "the stream has no gap");
+    for (event, (version, event_id)) in stream.events.iter().zip(&winners) {
+        assert_eq!(
+            event.event_id(),
+            *event_id,
+            "version {version} holds the winner's event"
+        );
+    }
 }
 
 /// Concurrent appends to different streams all succeed with distinct positions.
@@ -678,6 +828,7 @@ macro_rules! store_conformance_tests {
         }
         $crate::__store_conformance_shared_cases! { $make;
             concurrent_writers_to_one_stream,
+            concurrent_writers_take_turns_on_one_stream,
             concurrent_writers_to_many_streams,
         }
     };

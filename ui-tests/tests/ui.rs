@@ -5,7 +5,7 @@
 #[test]
 fn ui() {
     let t = trybuild::TestCases::new();
-    for dir in ["domain_event", "aggregate", "handles"] {
+    for dir in ["domain_event", "aggregate", "handles", "given_when_then"] {
         t.pass(format!("tests/ui/{dir}/pass/*.rs"));
         t.compile_fail(format!("tests/ui/{dir}/fail/*.rs"));
     }

@@ -1,0 +1,81 @@
+use eventsource::{aggregate, DomainEvent};
+use eventsource_test::given_when_then;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[event(aggregate = "Order")]
+pub struct Created {
+    pub total: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[event(aggregate = "Order")]
+pub struct Shipped {
+    pub tracking: String,
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Order {
+    pub created: bool,
+    pub shipped: bool,
+}
+
+#[aggregate]
+impl Order {
+    #[handles(Created)]
+    fn on_created(&mut self, _: &Created) {
+        self.created = true;
+    }
+
+    #[handles(Shipped)]
+    fn on_shipped(&mut self, _: &Shipped) {
+        self.shipped = true;
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub enum OrderError {
+    NotCreated,
+}
+
+impl std::fmt::Display for OrderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("order must be created first")
+    }
+}
+
+impl Order {
+    pub fn ship(&self, tracking: &str) -> Result<Shipped, OrderError> {
+        if !self.created || self.shipped {
+            return Err(OrderError::NotCreated);
+        }
+        Ok(Shipped { tracking: tracking.into() })
+    }
+}
+
+#[derive(Default)]
+pub struct Shipments {
+    pub count: u32,
+}
+
+#[async_trait::async_trait]
+impl eventsource::projection::Projection for Shipments {
+    fn name(&self) -> &str {
+        "shipments"
+    }
+
+    async fn handle(&mut self, event: &eventsource::RecordedEvent) -> Result<(), eventsource::BoxError> {
+        if event.as_event::<Shipped>()?.is_some() {
+            self.count += 1;
+        }
+        Ok(())
+    }
+}
+
+fn main() {
+    given_when_then! {
+        projection: Shipments::default(),
+        given: [Created { total: 1 }, Shipped { tracking: "T-1".into() }],
+        then: |shipments| assert_eq!(shipments.count, 1),
+    }
+}
