@@ -8,6 +8,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use eventsource::projection::{
+    CheckpointRepository, DeadLetterFilter, DeadLetterStatus, DlqRepository,
+};
 use eventsource::{
     AggregateRoot, DomainEvent, EventContext, EventStore, ExpectedVersion, ReadAll, RecordedEvent,
     StoreError, UncommittedEvent, aggregate,
@@ -856,4 +859,103 @@ macro_rules! __store_conformance_shared_cases {
             $crate::conformance::$case(::std::sync::Arc::new(store)).await;
         }
     )*};
+}
+
+/// The [`CheckpointRepository`] and [`DlqRepository`] contract, for any implementation:
+/// checkpoints replace, list by name and reset; a dead letter is upserted per (event,
+/// projection), keeping its first-failure time and adding up attempts; status changes,
+/// resolution (by whom, when), filters, stats and deleting resolved rows. `events` is a
+/// store to take two real events from (any empty or non-empty store).
+pub async fn projection_storage_contract(
+    checkpoints: &dyn CheckpointRepository,
+    dlq: &dyn DlqRepository,
+    events: &dyn EventStore,
+) {
+    assert!(checkpoints.load("p").await.unwrap().is_none());
+    let id = Uuid::now_v7();
+    checkpoints.save("p", 3, Some(id)).await.unwrap();
+    checkpoints.save("p", 7, Some(id)).await.unwrap();
+    checkpoints.save("q", 1, None).await.unwrap();
+    let p = checkpoints.load("p").await.unwrap().unwrap();
+    assert_eq!((p.position, p.event_id), (7, Some(id)));
+    assert_eq!(
+        checkpoints
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.projection.as_str())
+            .collect::<Vec<_>>(),
+        ["p", "q"]
+    );
+    checkpoints.reset("p").await.unwrap();
+    assert!(checkpoints.load("p").await.unwrap().is_none());
+
+    let account = Uuid::now_v7();
+    let stored = events
+        .append(
+            "ConformanceAccount",
+            account,
+            ExpectedVersion::Any,
+            &deposits(account, 0, 2),
+        )
+        .await
+        .unwrap();
+    let (first, second) = (&stored.events[0], &stored.events[1]);
+    let row = dlq.record_failure(first, "p", "boom", 3).await.unwrap();
+    assert_eq!(
+        (row.attempts, row.status, row.position),
+        (3, DeadLetterStatus::Failed, first.position)
+    );
+    assert_eq!(row.event_name, "conformance.deposited");
+    let again = dlq
+        .record_failure(first, "p", "boom again", 2)
+        .await
+        .unwrap();
+    assert_eq!((again.attempts, again.error.as_str()), (5, "boom again"));
+    assert_eq!(
+        again.first_failed_at.timestamp_micros(),
+        row.first_failed_at.timestamp_micros()
+    );
+    dlq.record_failure(second, "q", "bad", 1).await.unwrap();
+    assert!(
+        dlq.set_status(
+            first.event_id(),
+            "p",
+            DeadLetterStatus::Resolved,
+            Some("ops")
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !dlq.set_status(Uuid::now_v7(), "p", DeadLetterStatus::Resolved, None)
+            .await
+            .unwrap()
+    );
+    let resolved = dlq.get(first.event_id(), "p").await.unwrap().unwrap();
+    assert_eq!(resolved.resolved_by.as_deref(), Some("ops"));
+    assert!(resolved.resolved_at.is_some());
+    let failed = dlq
+        .list(&DeadLetterFilter {
+            projection: None,
+            status: Some(DeadLetterStatus::Failed),
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].projection, "q");
+    let stats = dlq.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.by_status.get("resolved"),
+            stats.by_status.get("failed")
+        ),
+        (Some(&1), Some(&1))
+    );
+    assert_eq!(dlq.delete_resolved().await.unwrap(), 1);
+    assert_eq!(
+        dlq.list(&DeadLetterFilter::default()).await.unwrap().len(),
+        1
+    );
 }

@@ -93,10 +93,13 @@ pub use event::{
 pub use registry::{EventRegistration, EventRegistry, check_registry};
 pub use repository::AggregateRepository;
 pub use snapshot::{InMemorySnapshotStore, Snapshot, SnapshotStore};
-#[cfg(feature = "postgres")]
-pub use store::PostgresEventStore;
 pub use store::{
     AppendResult, EventStore, ExpectedVersion, InMemoryEventStore, ReadAll, StreamEvents,
+};
+#[cfg(feature = "postgres")]
+pub use store::{
+    OutboxRelay, PostgresCheckpointRepository, PostgresDlqRepository, PostgresEventStore,
+    TransactionalProjection,
 };
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteCheckpointRepository, SqliteDlqRepository, SqliteEventStore, SqliteOptions};

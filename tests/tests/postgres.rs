@@ -340,3 +340,468 @@ async fn the_seed_end_to_end_scenarios() {
         .len();
     assert_eq!(created, 4);
 }
+
+mod projection_storage {
+    use eventsource::projection::{
+        CheckpointRepository, InMemoryCheckpointRepository, InMemoryDlqRepository,
+        ProjectionRunner, RetryPolicy,
+    };
+    use eventsource::store::{PostgresProjection, TransactionalProjection};
+    use eventsource::{
+        BoxError, PostgresCheckpointRepository, PostgresDlqRepository, RecordedEvent,
+    };
+    use eventsource_test::conformance::projection_storage_contract;
+    use sqlx::{AssertSqlSafe, PgConnection};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn postgres_and_in_memory_repositories_follow_one_contract() {
+        let Some(db) = fresh().await else { return };
+        projection_storage_contract(
+            &PostgresCheckpointRepository::new(&db.store),
+            &PostgresDlqRepository::new(&db.store),
+            &db.store,
+        )
+        .await;
+        projection_storage_contract(
+            &InMemoryCheckpointRepository::new(),
+            &InMemoryDlqRepository::new(),
+            &db.store,
+        )
+        .await;
+    }
+
+    /// Counts events per aggregate in a table of the store's schema; fails (after writing
+    /// its row) on the event at `fail_at`, while that is set.
+    struct EventsPerAggregate {
+        table: String,
+        fail_at: Option<u64>,
+    }
+
+    #[async_trait::async_trait]
+    impl PostgresProjection for EventsPerAggregate {
+        fn name(&self) -> &str {
+            "events-per-aggregate"
+        }
+
+        async fn handle(
+            &mut self,
+            tx: &mut PgConnection,
+            event: &RecordedEvent,
+        ) -> Result<(), BoxError> {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {} (aggregate_id, n) VALUES ($1, 1) \
+                 ON CONFLICT (aggregate_id) DO UPDATE SET n = {0}.n + 1",
+                self.table
+            )))
+            .bind(event.aggregate_id())
+            .execute(&mut *tx)
+            .await?;
+            if self.fail_at == Some(event.position) {
+                return Err(format!("refusing position {}", event.position).into());
+            }
+            Ok(())
+        }
+
+        async fn reset(&mut self, tx: &mut PgConnection) -> Result<(), BoxError> {
+            sqlx::query(AssertSqlSafe(format!("TRUNCATE {}", self.table)))
+                .execute(tx)
+                .await?;
+            Ok(())
+        }
+    }
+
+    async fn total(store: &PostgresEventStore, table: &str) -> i64 {
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COALESCE(SUM(n), 0)::bigint FROM {table}"
+        )))
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_read_model_and_its_checkpoint_commit_together() {
+        let Some(db) = fresh().await else { return };
+        let store = &db.store;
+        let table = format!("{}.events_per_aggregate", store.schema());
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TABLE {table} (aggregate_id UUID PRIMARY KEY, n BIGINT NOT NULL)"
+        )))
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        for id in [a, b] {
+            store
+                .append(
+                    "ConformanceAccount",
+                    id,
+                    ExpectedVersion::NoStream,
+                    &deposits(id, 0, 3),
+                )
+                .await
+                .unwrap();
+        }
+        let checkpoints = Arc::new(PostgresCheckpointRepository::new(store));
+        let runner = |fail_at| {
+            ProjectionRunner::new(Arc::new(store.clone()))
+                .with(TransactionalProjection::new(
+                    store,
+                    EventsPerAggregate {
+                        table: table.clone(),
+                        fail_at,
+                    },
+                ))
+                .checkpoints(checkpoints.clone())
+                .dead_letters(Arc::new(PostgresDlqRepository::new(store)))
+                .retry(RetryPolicy::immediate(2))
+        };
+
+        // The handler writes its row and then fails at position 5: each attempt rolls
+        // back, so the read model holds exactly events 1-4 and the checkpoint says 4.
+        let error = runner(Some(5)).catch_up().await.unwrap_err();
+        assert!(error.to_string().contains("refusing position 5"), "{error}");
+        assert_eq!(total(store, &table).await, 4);
+        let checkpoint = checkpoints
+            .load("events-per-aggregate")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(checkpoint.position, 4);
+
+        // A fresh runner resumes at 5: every event counted exactly once.
+        let report = runner(None).catch_up().await.unwrap();
+        assert_eq!((report.events_read, report.position), (2, 6));
+        assert_eq!(total(store, &table).await, 6);
+
+        // Rebuild: the read model and the checkpoint are reset in one transaction, then
+        // replayed.
+        let mut rebuilding = runner(None);
+        let report = rebuilding.rebuild("events-per-aggregate").await.unwrap();
+        assert_eq!(report.events_read, 6);
+        assert_eq!(total(store, &table).await, 6);
+    }
+}
+
+mod outbox {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use eventsource::store::{OutboxCounts, OutboxRelay, RelayBatch};
+    use eventsource::{BusError, EventBus, RecordedEvent};
+    use sqlx::AssertSqlSafe;
+
+    use super::*;
+
+    /// Records the positions it receives; fails while `failing` is set.
+    #[derive(Default)]
+    struct RecordingBus {
+        received: Mutex<Vec<u64>>,
+        failing: Mutex<bool>,
+        delay: Option<Duration>,
+    }
+
+    #[async_trait::async_trait]
+    impl EventBus for RecordingBus {
+        async fn publish(&self, events: &[Arc<RecordedEvent>]) -> Result<(), BusError> {
+            if let Some(delay) = self.delay {
+                tokio::time::sleep(delay).await;
+            }
+            if *self.failing.lock().unwrap() {
+                return Err(BusError::Backend {
+                    backend: "test",
+                    transient: true,
+                    source: "broker down".into(),
+                });
+            }
+            self.received
+                .lock()
+                .unwrap()
+                .extend(events.iter().map(|e| e.position));
+            Ok(())
+        }
+    }
+
+    async fn outbox_store() -> Option<(TempSchema, PostgresEventStore)> {
+        let db = fresh().await?;
+        let store = db.store.clone().with_outbox(true);
+        Some((db, store))
+    }
+
+    fn counts(pending: u64, published: u64, failed: u64) -> OutboxCounts {
+        OutboxCounts {
+            pending,
+            published,
+            failed,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outbox_row_exists_exactly_when_its_event_does() {
+        let Some((_db, store)) = outbox_store().await else {
+            return;
+        };
+        let relay = OutboxRelay::new(&store, Arc::new(RecordingBus::default()));
+        let id = Uuid::now_v7();
+        store
+            .append(
+                "ConformanceAccount",
+                id,
+                ExpectedVersion::NoStream,
+                &deposits(id, 0, 3),
+            )
+            .await
+            .unwrap();
+        // A refused append (conflict) writes no row; neither does an idempotent retry.
+        store
+            .append(
+                "ConformanceAccount",
+                id,
+                ExpectedVersion::NoStream,
+                &deposits(id, 0, 2),
+            )
+            .await
+            .unwrap_err();
+        // An append in a transaction that rolls back leaves neither events nor rows.
+        let other = Uuid::now_v7();
+        let mut tx = store.pool().begin().await.unwrap();
+        store
+            .append_in(
+                &mut tx,
+                "ConformanceAccount",
+                other,
+                ExpectedVersion::NoStream,
+                &deposits(other, 0, 2),
+            )
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(
+            store
+                .stream_version("ConformanceAccount", other)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(relay.counts().await.unwrap(), counts(3, 0, 0));
+        // A store without the outbox writes none.
+        let plain = Uuid::now_v7();
+        store
+            .clone()
+            .with_outbox(false)
+            .append(
+                "ConformanceAccount",
+                plain,
+                ExpectedVersion::NoStream,
+                &deposits(plain, 0, 1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(relay.counts().await.unwrap(), counts(3, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn the_relay_publishes_oldest_first_retries_with_backoff_and_gives_up_at_the_maximum() {
+        let Some((_db, store)) = outbox_store().await else {
+            return;
+        };
+        let bus = Arc::new(RecordingBus::default());
+        let relay = OutboxRelay::new(&store, bus.clone())
+            .batch_size(2)
+            .max_attempts(3)
+            .backoff(Duration::ZERO, Duration::ZERO);
+        let id = Uuid::now_v7();
+        store
+            .append(
+                "ConformanceAccount",
+                id,
+                ExpectedVersion::NoStream,
+                &deposits(id, 0, 3),
+            )
+            .await
+            .unwrap();
+
+        *bus.failing.lock().unwrap() = true;
+        let failed_once = relay.relay_once().await.unwrap();
+        assert_eq!(
+            failed_once,
+            RelayBatch {
+                published: 0,
+                retrying: 2,
+                failed: 0
+            }
+        );
+        assert_eq!(relay.counts().await.unwrap(), counts(3, 0, 0));
+        *bus.failing.lock().unwrap() = false;
+        assert_eq!(relay.relay_once().await.unwrap().published, 2);
+        assert_eq!(relay.relay_once().await.unwrap().published, 1);
+        assert_eq!(relay.relay_once().await.unwrap(), RelayBatch::default());
+        assert_eq!(
+            *bus.received.lock().unwrap(),
+            [1, 2, 3],
+            "oldest first, once"
+        );
+        assert_eq!(relay.counts().await.unwrap(), counts(0, 3, 0));
+
+        // A row's next attempt waits for its backoff.
+        let backing_off = OutboxRelay::new(&store, bus.clone())
+            .max_attempts(3)
+            .backoff(Duration::from_secs(3600), Duration::from_secs(3600));
+        store
+            .append(
+                "ConformanceAccount",
+                id,
+                ExpectedVersion::Exact(3),
+                &deposits(id, 3, 1),
+            )
+            .await
+            .unwrap();
+        *bus.failing.lock().unwrap() = true;
+        assert_eq!(backing_off.relay_once().await.unwrap().retrying, 1);
+        assert_eq!(
+            backing_off.relay_once().await.unwrap(),
+            RelayBatch::default(),
+            "not due for an hour"
+        );
+
+        // After the maximum the row is failed, with its error, and no longer retried.
+        let error: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "UPDATE {}.outbox SET next_attempt_at = now() WHERE status = 'pending' RETURNING last_error",
+            store.schema()
+        )))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert!(error.unwrap_or_default().contains("broker down"));
+        assert_eq!(relay.relay_once().await.unwrap().retrying, 1);
+        assert_eq!(relay.relay_once().await.unwrap().failed, 1);
+        assert_eq!(relay.counts().await.unwrap(), counts(0, 3, 1));
+        assert_eq!(relay.relay_once().await.unwrap(), RelayBatch::default());
+
+        // Requeued after the cause is fixed; published rows are purged.
+        *bus.failing.lock().unwrap() = false;
+        assert_eq!(relay.requeue_failed().await.unwrap(), 1);
+        assert_eq!(relay.relay_once().await.unwrap().published, 1);
+        assert_eq!(*bus.received.lock().unwrap(), [1, 2, 3, 4]);
+        assert_eq!(
+            relay
+                .purge_published(Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(relay.purge_published(Duration::ZERO).await.unwrap(), 4);
+        assert_eq!(relay.counts().await.unwrap(), counts(0, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn an_event_that_cannot_be_decoded_is_marked_failed_not_dropped() {
+        let Some((_db, store)) = outbox_store().await else {
+            return;
+        };
+        let bus = Arc::new(RecordingBus::default());
+        let relay = OutboxRelay::new(&store, bus.clone());
+        let id = Uuid::now_v7();
+        store
+            .append(
+                "ConformanceAccount",
+                id,
+                ExpectedVersion::NoStream,
+                &deposits(id, 0, 3),
+            )
+            .await
+            .unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {}.events SET metadata = '\"not a map\"' WHERE position = 2",
+            store.schema()
+        )))
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let batch = relay.relay_once().await.unwrap();
+        assert_eq!((batch.published, batch.failed), (2, 1));
+        assert_eq!(*bus.received.lock().unwrap(), [1, 3]);
+        let error: String = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT last_error FROM {}.outbox WHERE status = 'failed' AND position = 2",
+            store.schema()
+        )))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert!(error.contains("metadata"), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_relays_at_once_never_publish_a_row_twice() {
+        let Some((_db, store)) = outbox_store().await else {
+            return;
+        };
+        let bus = Arc::new(RecordingBus {
+            delay: Some(Duration::from_millis(2)),
+            ..RecordingBus::default()
+        });
+        let relay = |size| {
+            OutboxRelay::new(&store, bus.clone())
+                .batch_size(size)
+                .poll_interval(Duration::from_millis(5))
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut relays = Vec::new();
+        for size in [7, 11] {
+            let relay = relay(size);
+            let mut stopped = stopped.clone();
+            relays.push(tokio::spawn(async move {
+                relay.run_until(stopped.wait_for(|s| *s)).await
+            }));
+        }
+        // Writers append while both relays run.
+        let mut writers = Vec::new();
+        for _ in 0..4 {
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                for _ in 0..25 {
+                    let id = Uuid::now_v7();
+                    store
+                        .append(
+                            "ConformanceAccount",
+                            id,
+                            ExpectedVersion::NoStream,
+                            &deposits(id, 0, 4),
+                        )
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let checker = relay(1);
+        for _ in 0..500 {
+            if checker.counts().await.unwrap().pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).unwrap();
+        let mut by_relay = Vec::new();
+        for relay in relays {
+            by_relay.push(relay.await.unwrap().published);
+        }
+        let received = bus.received.lock().unwrap().clone();
+        let mut seen = BTreeMap::new();
+        for position in &received {
+            *seen.entry(*position).or_insert(0) += 1;
+        }
+        assert_eq!(seen.len(), 400, "every event published");
+        assert!(seen.values().all(|n| *n == 1), "none published twice");
+        assert_eq!(by_relay.iter().sum::<usize>(), 400);
+        assert!(
+            by_relay.iter().all(|n| *n > 0),
+            "both relays worked: {by_relay:?}"
+        );
+        assert_eq!(checker.counts().await.unwrap(), counts(0, 400, 0));
+    }
+}

@@ -265,121 +265,24 @@ async fn a_corrupt_row_is_a_typed_error_not_a_panic() {
 }
 
 mod projection_storage {
-    use eventsource::projection::{
-        CheckpointRepository, DeadLetterFilter, DeadLetterStatus, DlqRepository,
-        InMemoryCheckpointRepository, InMemoryDlqRepository,
-    };
+    use eventsource::projection::{InMemoryCheckpointRepository, InMemoryDlqRepository};
     use eventsource::{SqliteCheckpointRepository, SqliteDlqRepository};
+    use eventsource_test::conformance::projection_storage_contract;
 
     use super::*;
-
-    /// The checkpoint and dead-letter contract, for any implementation.
-    async fn check(
-        checkpoints: &dyn CheckpointRepository,
-        dlq: &dyn DlqRepository,
-        events: &SqliteEventStore,
-    ) {
-        assert!(checkpoints.load("p").await.unwrap().is_none());
-        let id = Uuid::now_v7();
-        checkpoints.save("p", 3, Some(id)).await.unwrap();
-        checkpoints.save("p", 7, Some(id)).await.unwrap();
-        checkpoints.save("q", 1, None).await.unwrap();
-        let p = checkpoints.load("p").await.unwrap().unwrap();
-        assert_eq!((p.position, p.event_id), (7, Some(id)));
-        assert_eq!(
-            checkpoints
-                .list()
-                .await
-                .unwrap()
-                .iter()
-                .map(|c| c.projection.as_str())
-                .collect::<Vec<_>>(),
-            ["p", "q"]
-        );
-        checkpoints.reset("p").await.unwrap();
-        assert!(checkpoints.load("p").await.unwrap().is_none());
-
-        let account = Uuid::now_v7();
-        let stored = events
-            .append(
-                "ConformanceAccount",
-                account,
-                ExpectedVersion::Any,
-                &deposits(account, 0, 2),
-            )
-            .await
-            .unwrap();
-        let (first, second) = (&stored.events[0], &stored.events[1]);
-        let row = dlq.record_failure(first, "p", "boom", 3).await.unwrap();
-        assert_eq!(
-            (row.attempts, row.status, row.position),
-            (3, DeadLetterStatus::Failed, first.position)
-        );
-        assert_eq!(row.event_name, "conformance.deposited");
-        let again = dlq
-            .record_failure(first, "p", "boom again", 2)
-            .await
-            .unwrap();
-        assert_eq!((again.attempts, again.error.as_str()), (5, "boom again"));
-        assert_eq!(
-            again.first_failed_at.timestamp_micros(),
-            row.first_failed_at.timestamp_micros()
-        );
-        dlq.record_failure(second, "q", "bad", 1).await.unwrap();
-        assert!(
-            dlq.set_status(
-                first.event_id(),
-                "p",
-                DeadLetterStatus::Resolved,
-                Some("ops")
-            )
-            .await
-            .unwrap()
-        );
-        assert!(
-            !dlq.set_status(Uuid::now_v7(), "p", DeadLetterStatus::Resolved, None)
-                .await
-                .unwrap()
-        );
-        let resolved = dlq.get(first.event_id(), "p").await.unwrap().unwrap();
-        assert_eq!(resolved.resolved_by.as_deref(), Some("ops"));
-        assert!(resolved.resolved_at.is_some());
-        let failed = dlq
-            .list(&DeadLetterFilter {
-                projection: None,
-                status: Some(DeadLetterStatus::Failed),
-            })
-            .await
-            .unwrap();
-        assert_eq!(failed.len(), 1);
-        assert_eq!(failed[0].projection, "q");
-        let stats = dlq.stats().await.unwrap();
-        assert_eq!(
-            (
-                stats.by_status.get("resolved"),
-                stats.by_status.get("failed")
-            ),
-            (Some(&1), Some(&1))
-        );
-        assert_eq!(dlq.delete_resolved().await.unwrap(), 1);
-        assert_eq!(
-            dlq.list(&DeadLetterFilter::default()).await.unwrap().len(),
-            1
-        );
-    }
 
     #[tokio::test]
     async fn sqlite_and_in_memory_repositories_follow_one_contract() {
         let db = TempDb::new();
         let store = SqliteEventStore::open(&db.0).await.unwrap();
         store.migrate().await.unwrap();
-        check(
+        projection_storage_contract(
             &SqliteCheckpointRepository::new(&store),
             &SqliteDlqRepository::new(&store),
             &store,
         )
         .await;
-        check(
+        projection_storage_contract(
             &InMemoryCheckpointRepository::new(),
             &InMemoryDlqRepository::new(),
             &store,

@@ -19,7 +19,10 @@ mod sqlite;
 
 pub use memory::InMemoryEventStore;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresEventStore;
+pub use postgres::{
+    OutboxCounts, OutboxRelay, PostgresCheckpointRepository, PostgresDlqRepository,
+    PostgresEventStore, PostgresProjection, RelayBatch, TransactionalProjection,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{
     SqliteCheckpointRepository, SqliteDlqRepository, SqliteEventStore, SqliteOptions,

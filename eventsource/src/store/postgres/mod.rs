@@ -19,6 +19,19 @@
 //! Each append is one round trip: a PL/pgSQL function created by
 //! [`PostgresEventStore::migrate`] checks idempotency and the expected version and
 //! inserts the batch with `unnest` (the same SQL text for any batch size).
+//!
+//! Next to the events, [`PostgresEventStore::migrate`] creates the tables of
+//! [`PostgresCheckpointRepository`], [`PostgresDlqRepository`] and the transactional
+//! outbox that [`OutboxRelay`] publishes.
+
+mod outbox;
+mod projection;
+
+pub use outbox::{OutboxCounts, OutboxRelay, RelayBatch};
+pub use projection::{
+    PostgresCheckpointRepository, PostgresDlqRepository, PostgresProjection,
+    TransactionalProjection,
+};
 
 use std::sync::Arc;
 
@@ -83,7 +96,7 @@ impl Sql {
         Sql {
             append: format!(
                 "SELECT r_state, r_position, r_version, r_stored_at FROM {schema}.append_events(\
-                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             ),
             by_ids: format!(
                 "SELECT {COLUMNS} FROM {events} WHERE event_id = ANY($1) ORDER BY position"
@@ -133,10 +146,59 @@ impl Sql {
                     "CREATE INDEX IF NOT EXISTS events_tenant ON {events} (tenant_id, position)"
                 ),
                 format!(
+                    "CREATE TABLE IF NOT EXISTS {schema}.outbox (
+                        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                        position BIGINT NOT NULL REFERENCES {events} (position),
+                        transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                        status TEXT NOT NULL DEFAULT 'pending',
+                        attempts INT NOT NULL DEFAULT 0,
+                        next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT '-infinity',
+                        last_error TEXT,
+                        published_at TIMESTAMPTZ
+                    )"
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS outbox_pending ON {schema}.outbox (id) WHERE status = 'pending'"
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
+                        projection TEXT PRIMARY KEY,
+                        position BIGINT NOT NULL,
+                        event_id UUID,
+                        updated_at TIMESTAMPTZ NOT NULL
+                    )"
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {schema}.dead_letters (
+                        event_id UUID NOT NULL,
+                        projection TEXT NOT NULL,
+                        event_name TEXT NOT NULL,
+                        position BIGINT NOT NULL,
+                        payload TEXT NOT NULL,
+                        error TEXT NOT NULL,
+                        attempts INT NOT NULL,
+                        first_failed_at TIMESTAMPTZ NOT NULL,
+                        last_failed_at TIMESTAMPTZ NOT NULL,
+                        status TEXT NOT NULL,
+                        resolved_by TEXT,
+                        resolved_at TIMESTAMPTZ,
+                        PRIMARY KEY (event_id, projection)
+                    )"
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS dead_letters_by_status ON {schema}.dead_letters (status, projection)"
+                ),
+                // The function before outbox support (its signature had no `p_outbox`).
+                format!(
+                    "DROP FUNCTION IF EXISTS {schema}.append_events(text, uuid, text, bigint, uuid[], text[], \
+                     int[], timestamptz[], text[], uuid[], uuid[], text[], text[], text[], bigint)"
+                ),
+                format!(
                     r#"CREATE OR REPLACE FUNCTION {schema}.append_events(
                         p_type text, p_id uuid, p_kind text, p_exact bigint, p_ids uuid[], p_names text[],
                         p_versions int[], p_occurred timestamptz[], p_tenants text[], p_corrs uuid[],
-                        p_causes uuid[], p_actors text[], p_metas text[], p_payloads text[], p_lock bigint)
+                        p_causes uuid[], p_actors text[], p_metas text[], p_payloads text[], p_lock bigint,
+                        p_outbox boolean)
                     RETURNS TABLE (r_state text, r_position bigint, r_version bigint, r_stored_at timestamptz)
                     LANGUAGE plpgsql AS $fn$
                     DECLARE
@@ -177,6 +239,9 @@ impl Sql {
                                 RETURNING position, aggregate_version)
                             SELECT array_agg(position ORDER BY aggregate_version), array_agg(aggregate_version ORDER BY aggregate_version)
                                 INTO v_positions, v_versions FROM inserted;
+                            IF p_outbox THEN
+                                INSERT INTO {schema}.outbox (position) SELECT unnest(v_positions);
+                            END IF;
                         EXCEPTION
                             WHEN unique_violation THEN
                                 PERFORM pg_advisory_unlock(p_lock);
@@ -284,6 +349,7 @@ pub struct PostgresEventStore {
     sql: Arc<Sql>,
     lock_key: i64,
     appended: Arc<Notify>,
+    outbox: bool,
 }
 
 impl std::fmt::Debug for PostgresEventStore {
@@ -326,7 +392,21 @@ impl PostgresEventStore {
             sql: Arc::new(Sql::new(schema)),
             lock_key: i64::from_ne_bytes(key.to_ne_bytes()),
             appended: Arc::new(Notify::new()),
+            outbox: false,
         })
+    }
+
+    /// Also writes an outbox row for every appended event, in the append's transaction
+    /// (a rolled-back append leaves none); an [`OutboxRelay`] publishes them.
+    #[must_use]
+    pub fn with_outbox(mut self, enabled: bool) -> Self {
+        self.outbox = enabled;
+        self
+    }
+
+    /// Whether appends write outbox rows.
+    pub fn outbox_enabled(&self) -> bool {
+        self.outbox
     }
 
     /// Creates the schema, the events table, its indexes and the append function.
@@ -489,6 +569,7 @@ impl PostgresEventStore {
             .bind(&metas)
             .bind(&payloads)
             .bind(self.lock_key)
+            .bind(self.outbox)
             .fetch_all(executor)
             .await
             .map_err(backend)
