@@ -341,6 +341,64 @@ async fn the_seed_end_to_end_scenarios() {
     assert_eq!(created, 4);
 }
 
+/// A subscription in one process is woken by an append made in another (here: another
+/// pool) through LISTEN/NOTIFY, long before its poll interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_notify_wakes_a_subscription_in_another_process() {
+    use eventsource::projection::{Projection, ProjectionRunner};
+
+    #[derive(Clone, Default)]
+    struct Seen(Arc<std::sync::atomic::AtomicU64>);
+
+    #[async_trait::async_trait]
+    impl Projection for Seen {
+        fn name(&self) -> &str {
+            "seen"
+        }
+        async fn handle(
+            &mut self,
+            _: &eventsource::RecordedEvent,
+        ) -> Result<(), eventsource::BoxError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    let Some(db) = fresh().await else { return };
+    let follower = PostgresEventStore::connect(&postgres_url(), db.store.schema())
+        .await
+        .unwrap();
+    let listening = follower.listen().await.unwrap();
+    let seen = Seen::default();
+    let runner = ProjectionRunner::new(Arc::new(follower.clone()))
+        .with(seen.clone())
+        .poll_interval(Duration::from_secs(3600))
+        .start();
+    // Let the runner reach its wait (nothing to read yet).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = Uuid::now_v7();
+    db.store
+        .append(
+            "ConformanceAccount",
+            id,
+            ExpectedVersion::NoStream,
+            &deposits(id, 0, 2),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.0.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the notification did not wake the subscription"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    runner.stop().await.unwrap();
+    listening.abort();
+    follower.pool().close().await;
+}
+
 mod projection_storage {
     use eventsource::projection::{
         CheckpointRepository, InMemoryCheckpointRepository, InMemoryDlqRepository,
