@@ -579,7 +579,8 @@ impl PostgresEventStore {
 impl PostgresEventStore {
     /// Appends inside the caller's transaction (or on a connection): the events commit or
     /// roll back with whatever else the transaction writes. Followers of the log see them
-    /// only after the commit.
+    /// only after the commit, and are woken then by `NOTIFY` (see
+    /// [`listen`](Self::listen)) or at their next poll.
     ///
     /// # Errors
     /// As [`EventStore::append`].
@@ -601,7 +602,7 @@ impl PostgresEventStore {
                 events,
             )
             .await?;
-        self.append_outcome(rows, aggregate_type, aggregate_id, expected, events)
+        self.append_outcome(rows, aggregate_type, aggregate_id, expected, events, false)
             .await
     }
 
@@ -612,6 +613,7 @@ impl PostgresEventStore {
         aggregate_id: Uuid,
         expected: ExpectedVersion,
         events: &[UncommittedEvent],
+        committed: bool,
     ) -> Result<AppendResult, StoreError> {
         let state: String = rows
             .first()
@@ -660,7 +662,9 @@ impl PostgresEventStore {
                 })
             }
             "inserted" => {
-                self.appended.notify_waiters();
+                if committed {
+                    self.appended.notify_waiters();
+                }
                 let mut recorded = Vec::with_capacity(events.len());
                 for (row, event) in rows.iter().zip(events) {
                     let position: i64 = row.try_get(1).map_err(backend)?;
@@ -705,7 +709,7 @@ impl EventStore for PostgresEventStore {
         let rows = self
             .append_rows(&self.pool, aggregate_type, aggregate_id, expected, events)
             .await?;
-        self.append_outcome(rows, aggregate_type, aggregate_id, expected, events)
+        self.append_outcome(rows, aggregate_type, aggregate_id, expected, events, true)
             .await
     }
 
