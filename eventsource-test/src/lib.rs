@@ -24,6 +24,7 @@
 //! | [`TestClock`] | deterministic timestamps and ids, so streams are reproducible |
 //! | [`assert_events_snapshot!`], [`assert_event_schemas_snapshot!`] | insta snapshots of events and of each event type's wire format |
 //! | [`conformance`], [`store_conformance_tests!`] | the [`EventStore`](eventsource::EventStore) contract as tests |
+//! | [`RecordingBus`] | an event bus that records what is published and fails on demand |
 //! | [`backend`] | reaching real servers in tests: skip or fail when they are absent |
 //! | [`block_on`] | run async code from a synchronous test, in or out of a runtime |
 //!
@@ -33,6 +34,7 @@
 
 pub mod backend;
 mod builder;
+mod bus;
 mod clock;
 pub mod conformance;
 mod diff;
@@ -52,6 +54,7 @@ pub mod __private;
 pub mod __doc_order;
 
 pub use builder::{EventBuilder, History};
+pub use bus::RecordingBus;
 pub use clock::TestClock;
 pub use helper::AggregateTestHelper;
 pub use projection::{ProjectionOutcome, ProjectionScenario};

@@ -545,42 +545,12 @@ mod projection_storage {
 
 mod outbox {
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
     use eventsource::store::{OutboxCounts, OutboxRelay, RelayBatch};
-    use eventsource::{BusError, EventBus, RecordedEvent};
+    use eventsource_test::RecordingBus;
     use sqlx::AssertSqlSafe;
 
     use super::*;
-
-    /// Records the positions it receives; fails while `failing` is set.
-    #[derive(Default)]
-    struct RecordingBus {
-        received: Mutex<Vec<u64>>,
-        failing: Mutex<bool>,
-        delay: Option<Duration>,
-    }
-
-    #[async_trait::async_trait]
-    impl EventBus for RecordingBus {
-        async fn publish(&self, events: &[Arc<RecordedEvent>]) -> Result<(), BusError> {
-            if let Some(delay) = self.delay {
-                tokio::time::sleep(delay).await;
-            }
-            if *self.failing.lock().unwrap() {
-                return Err(BusError::Backend {
-                    backend: "test",
-                    transient: true,
-                    source: "broker down".into(),
-                });
-            }
-            self.received
-                .lock()
-                .unwrap()
-                .extend(events.iter().map(|e| e.position));
-            Ok(())
-        }
-    }
 
     async fn outbox_store() -> Option<(TempSchema, PostgresEventStore)> {
         let db = fresh().await?;
@@ -681,7 +651,7 @@ mod outbox {
             .await
             .unwrap();
 
-        *bus.failing.lock().unwrap() = true;
+        bus.fail_with("broker down");
         let failed_once = relay.relay_once().await.unwrap();
         assert_eq!(
             failed_once,
@@ -692,15 +662,11 @@ mod outbox {
             }
         );
         assert_eq!(relay.counts().await.unwrap(), counts(3, 0, 0));
-        *bus.failing.lock().unwrap() = false;
+        bus.recover();
         assert_eq!(relay.relay_once().await.unwrap().published, 2);
         assert_eq!(relay.relay_once().await.unwrap().published, 1);
         assert_eq!(relay.relay_once().await.unwrap(), RelayBatch::default());
-        assert_eq!(
-            *bus.received.lock().unwrap(),
-            [1, 2, 3],
-            "oldest first, once"
-        );
+        assert_eq!(bus.positions(), [1, 2, 3], "oldest first, once");
         assert_eq!(relay.counts().await.unwrap(), counts(0, 3, 0));
 
         // A row's next attempt waits for its backoff.
@@ -716,7 +682,7 @@ mod outbox {
             )
             .await
             .unwrap();
-        *bus.failing.lock().unwrap() = true;
+        bus.fail_with("broker down");
         assert_eq!(backing_off.relay_once().await.unwrap().retrying, 1);
         assert_eq!(
             backing_off.relay_once().await.unwrap(),
@@ -739,10 +705,10 @@ mod outbox {
         assert_eq!(relay.relay_once().await.unwrap(), RelayBatch::default());
 
         // Requeued after the cause is fixed; published rows are purged.
-        *bus.failing.lock().unwrap() = false;
+        bus.recover();
         assert_eq!(relay.requeue_failed().await.unwrap(), 1);
         assert_eq!(relay.relay_once().await.unwrap().published, 1);
-        assert_eq!(*bus.received.lock().unwrap(), [1, 2, 3, 4]);
+        assert_eq!(bus.positions(), [1, 2, 3, 4]);
         assert_eq!(
             relay
                 .purge_published(Duration::from_secs(3600))
@@ -780,7 +746,7 @@ mod outbox {
         .unwrap();
         let batch = relay.relay_once().await.unwrap();
         assert_eq!((batch.published, batch.failed), (2, 1));
-        assert_eq!(*bus.received.lock().unwrap(), [1, 3]);
+        assert_eq!(bus.positions(), [1, 3]);
         let error: String = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT last_error FROM {}.outbox WHERE status = 'failed' AND position = 2",
             store.schema()
@@ -796,10 +762,7 @@ mod outbox {
         let Some((_db, store)) = outbox_store().await else {
             return;
         };
-        let bus = Arc::new(RecordingBus {
-            delay: Some(Duration::from_millis(2)),
-            ..RecordingBus::default()
-        });
+        let bus = Arc::new(RecordingBus::new().with_delay(Duration::from_millis(2)));
         let relay = |size| {
             OutboxRelay::new(&store, bus.clone())
                 .batch_size(size)
@@ -848,7 +811,7 @@ mod outbox {
         for relay in relays {
             by_relay.push(relay.await.unwrap().published);
         }
-        let received = bus.received.lock().unwrap().clone();
+        let received = bus.positions();
         let mut seen = BTreeMap::new();
         for position in &received {
             *seen.entry(*position).or_insert(0) += 1;

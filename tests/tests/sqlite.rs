@@ -343,36 +343,9 @@ mod projection_storage {
 }
 
 mod outbox {
-    use std::sync::Mutex;
-
-    use eventsource::{BusError, EventBus, RecordedEvent};
+    use eventsource_test::RecordingBus;
 
     use super::*;
-
-    /// Records what it receives; fails while `failing` is set.
-    #[derive(Default)]
-    struct RecordingBus {
-        received: Mutex<Vec<u64>>,
-        failing: Mutex<bool>,
-    }
-
-    #[async_trait::async_trait]
-    impl EventBus for RecordingBus {
-        async fn publish(&self, events: &[Arc<RecordedEvent>]) -> Result<(), BusError> {
-            if *self.failing.lock().unwrap() {
-                return Err(BusError::Backend {
-                    backend: "test",
-                    transient: true,
-                    source: "broker down".into(),
-                });
-            }
-            self.received
-                .lock()
-                .unwrap()
-                .extend(events.iter().map(|e| e.position));
-            Ok(())
-        }
-    }
 
     #[tokio::test]
     async fn appends_write_outbox_rows_in_their_transaction_and_the_relay_publishes_them_once() {
@@ -414,23 +387,19 @@ mod outbox {
             Some(&3)
         );
 
-        let bus = RecordingBus::default();
-        *bus.failing.lock().unwrap() = true;
+        let bus = RecordingBus::new();
+        bus.fail_with("broker down");
         assert_eq!(store.relay_outbox(&bus, 10, 3).await.unwrap(), 0);
         assert_eq!(
             store.outbox_counts().await.unwrap().get("pending"),
             Some(&3),
             "a failed publish leaves rows pending"
         );
-        *bus.failing.lock().unwrap() = false;
+        bus.recover();
         assert_eq!(store.relay_outbox(&bus, 2, 3).await.unwrap(), 2);
         assert_eq!(store.relay_outbox(&bus, 2, 3).await.unwrap(), 1);
         assert_eq!(store.relay_outbox(&bus, 2, 3).await.unwrap(), 0);
-        assert_eq!(
-            *bus.received.lock().unwrap(),
-            [1, 2, 3],
-            "oldest first, each once"
-        );
+        assert_eq!(bus.positions(), [1, 2, 3], "oldest first, each once");
         assert_eq!(store.purge_published_outbox().await.unwrap(), 3);
 
         // After the maximum attempts a row is marked failed, not retried forever.
@@ -443,7 +412,7 @@ mod outbox {
             )
             .await
             .unwrap();
-        *bus.failing.lock().unwrap() = true;
+        bus.fail_with("broker down");
         for _ in 0..3 {
             store.relay_outbox(&bus, 10, 3).await.unwrap();
         }

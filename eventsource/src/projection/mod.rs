@@ -22,6 +22,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use runner::{CatchUpReport, ProjectionRunner, ProjectionStatus, RunnerHandle, StartFrom};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use storage::payload_text;
 #[cfg(feature = "sqlite")]
 pub(crate) use storage::stats_of;
 pub use storage::{

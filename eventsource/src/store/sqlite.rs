@@ -910,13 +910,7 @@ impl crate::projection::DlqRepository for SqliteDlqRepository {
         error: &str,
         attempts: u32,
     ) -> Result<crate::projection::FailedEvent, StoreError> {
-        let payload = event
-            .payload
-            .to_json()
-            .map_err(|source| StoreError::Serialize {
-                name: event.name().to_owned(),
-                source,
-            })?;
+        let payload = crate::projection::payload_text(event)?;
         let now = micros(Utc::now());
         let row = sqlx::query(
             "INSERT INTO eventsource_dead_letters (event_id, projection, event_name, position, payload, error, attempts, \
@@ -930,7 +924,7 @@ impl crate::projection::DlqRepository for SqliteDlqRepository {
         .bind(projection)
         .bind(event.name())
         .bind(to_i64(event.position, "position")?)
-        .bind(payload.as_ref())
+        .bind(payload)
         .bind(error)
         .bind(i64::from(attempts))
         .bind(now)

@@ -188,13 +188,7 @@ impl DlqRepository for PostgresDlqRepository {
         error: &str,
         attempts: u32,
     ) -> Result<FailedEvent, StoreError> {
-        let payload = event
-            .payload
-            .to_json()
-            .map_err(|source| StoreError::Serialize {
-                name: event.name().to_owned(),
-                source,
-            })?;
+        let payload = crate::projection::payload_text(event)?;
         let table = &self.table;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {table} (event_id, projection, event_name, position, payload, error, attempts, \
@@ -207,7 +201,7 @@ impl DlqRepository for PostgresDlqRepository {
         .bind(projection)
         .bind(event.name())
         .bind(to_i64(event.position, "position")?)
-        .bind(payload.as_ref())
+        .bind(payload)
         .bind(error)
         .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
         .fetch_one(&self.pool)
