@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -55,7 +56,9 @@ type IdMap<V> = HashMap<Uuid, V, BuildHasherDefault<IdHasher>>;
 
 struct Stream {
     aggregate_type: Cow<'static, str>,
-    events: Vec<Arc<RecordedEvent>>,
+    /// The global position of each of the stream's events, by version (positions, not
+    /// `Arc`s: an append then bumps each event's reference count once, for the log).
+    positions: Vec<u64>,
 }
 
 #[derive(Default)]
@@ -80,6 +83,22 @@ impl Inner {
         usize::try_from(position)
             .ok()
             .and_then(|p| self.log.get(p.checked_sub(1)?))
+    }
+
+    /// The stored events of a batch that is a retry, `None` when no id of it is stored;
+    /// an error for a batch that repeats stored ids without being a retry.
+    fn stored_batch(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        events: &[UncommittedEvent],
+    ) -> Result<Option<Vec<Arc<RecordedEvent>>>, StoreError> {
+        classify_stored(aggregate_type, aggregate_id, events, |id| {
+            self.ids
+                .get(&id)
+                .and_then(|position| self.event_at(*position))
+                .cloned()
+        })
     }
 }
 
@@ -176,30 +195,20 @@ impl EventStore for InMemoryEventStore {
         let mut guard = self.write();
         let actual = guard
             .stream(aggregate_type, aggregate_id)
-            .map_or(0, |stream| stream.events.len() as u64);
+            .map_or(0, |stream| stream.positions.len() as u64);
         validate_batch(aggregate_type, aggregate_id, events)?;
-        let stored = classify_stored(aggregate_type, aggregate_id, events, |id| {
-            guard
-                .ids
-                .get(&id)
-                .and_then(|position| guard.event_at(*position))
-                .cloned()
-        })?;
-        if let Some(stored) = stored {
-            return Ok(AppendResult {
-                new_version: actual,
-                events: stored,
-                already_stored: true,
-            });
-        }
         if !expected.matches(actual) {
-            return Err(ConcurrencyError {
-                aggregate_type: aggregate_type.to_owned(),
-                aggregate_id,
-                expected,
-                actual,
-            }
-            .into());
+            // A retry of a stored batch is idempotent even with a stale expectation.
+            return match guard.stored_batch(aggregate_type, aggregate_id, events)? {
+                Some(stored) => Ok(AppendResult::retried(actual, stored)),
+                None => Err(ConcurrencyError {
+                    aggregate_type: aggregate_type.to_owned(),
+                    aggregate_id,
+                    expected,
+                    actual,
+                }
+                .into()),
+            };
         }
         if events.is_empty() {
             return Ok(AppendResult {
@@ -207,6 +216,32 @@ impl EventStore for InMemoryEventStore {
                 events: Vec::new(),
                 already_stored: false,
             });
+        }
+        // Claim the ids first: one probe per event when none is stored yet (the common
+        // case); on a collision, undo the claims and classify the batch.
+        let first = guard.log.len() as u64 + 1;
+        for (offset, event) in events.iter().enumerate() {
+            let id = event.envelope.event_id;
+            match guard.ids.entry(id) {
+                Entry::Vacant(slot) => {
+                    slot.insert(first + offset as u64);
+                }
+                Entry::Occupied(_) => {
+                    for claimed in &events[..offset] {
+                        guard.ids.remove(&claimed.envelope.event_id);
+                    }
+                    return match guard.stored_batch(aggregate_type, aggregate_id, events)? {
+                        Some(stored) => Ok(AppendResult::retried(actual, stored)),
+                        // classify_stored refuses a batch that repeats a stored id
+                        // without being a retry; an id twice in one batch was refused
+                        // by validate_batch.
+                        None => Err(StoreError::Corrupt {
+                            position: 0,
+                            reason: format!("event id {id} collided but is not stored"),
+                        }),
+                    };
+                }
+            }
         }
 
         let stored_at = Utc::now();
@@ -220,7 +255,7 @@ impl EventStore for InMemoryEventStore {
             None => {
                 streams.push(Stream {
                     aggregate_type: events[0].envelope.aggregate_type.clone(),
-                    events: Vec::new(),
+                    positions: Vec::new(),
                 });
                 streams.len() - 1
             }
@@ -228,7 +263,7 @@ impl EventStore for InMemoryEventStore {
         let stream = &mut streams[index];
         let mut recorded = Vec::with_capacity(events.len());
         let mut version = actual;
-        stream.events.reserve(events.len());
+        stream.positions.reserve(events.len());
         for event in events {
             version += 1;
             let position = inner.log.len() as u64 + 1;
@@ -240,9 +275,8 @@ impl EventStore for InMemoryEventStore {
                 position,
                 stored_at,
             });
-            inner.ids.insert(record.envelope.event_id, position);
             inner.log.push(Arc::clone(&record));
-            stream.events.push(Arc::clone(&record));
+            stream.positions.push(position);
             recorded.push(record);
         }
         drop(guard);
@@ -266,10 +300,21 @@ impl EventStore for InMemoryEventStore {
         };
         let skip = usize::try_from(after_version)
             .unwrap_or(usize::MAX)
-            .min(stream.events.len());
+            .min(stream.positions.len());
+        let positions = &stream.positions[skip..];
+        let mut events = Vec::with_capacity(positions.len());
+        for &position in positions {
+            let event = inner
+                .event_at(position)
+                .ok_or_else(|| StoreError::Corrupt {
+                    position,
+                    reason: "a stream names a position the log does not have".into(),
+                })?;
+            events.push(Arc::clone(event));
+        }
         Ok(StreamEvents {
-            events: stream.events[skip..].to_vec(),
-            version: stream.events.len() as u64,
+            events,
+            version: stream.positions.len() as u64,
         })
     }
 
@@ -304,7 +349,7 @@ impl EventStore for InMemoryEventStore {
         Ok(self
             .read()
             .stream(aggregate_type, aggregate_id)
-            .map_or(0, |stream| stream.events.len() as u64))
+            .map_or(0, |stream| stream.positions.len() as u64))
     }
 
     async fn current_position(&self) -> Result<u64, StoreError> {

@@ -77,6 +77,15 @@ pub struct AppendResult {
 }
 
 impl AppendResult {
+    /// The result of an idempotent retry: `stored` are the events stored before.
+    pub(crate) fn retried(version: u64, stored: Vec<Arc<RecordedEvent>>) -> Self {
+        AppendResult {
+            new_version: version,
+            events: stored,
+            already_stored: true,
+        }
+    }
+
     /// The global position of the last event of the batch (0 for an empty batch).
     pub fn global_position(&self) -> u64 {
         self.events.last().map_or(0, |event| event.position)
