@@ -3,6 +3,7 @@
 use proc_macro2::TokenStream;
 
 use crate::shared::ctxt::Ctxt;
+use crate::shared::handler::{self, HandlerDef};
 use crate::shared::kw;
 use crate::shared::runtime::{
     default_root, is_valid_stored_name, key_name, parse_crate, parse_str, set_once,
@@ -19,55 +20,9 @@ pub struct AggregateDef<'a> {
     pub handlers: Vec<HandlerDef<'a>>,
 }
 
-/// One `#[handles(Event)]` method.
-pub struct HandlerDef<'a> {
-    pub event: syn::Path,
-    pub method: &'a syn::ImplItemFn,
-}
-
-impl HandlerDef<'_> {
-    pub fn ident(&self) -> &syn::Ident {
-        &self.method.sig.ident
-    }
-
-    /// The event path as written, without spaces, for messages.
-    pub fn event_shown(&self) -> String {
-        quote::ToTokens::to_token_stream(&self.event)
-            .to_string()
-            .replace(' ', "")
-    }
-
-    /// The type of the event parameter, when the signature has one.
-    pub fn event_param(&self) -> Option<&syn::Type> {
-        match self.method.sig.inputs.iter().nth(1) {
-            Some(syn::FnArg::Typed(arg)) => Some(&arg.ty),
-            _ => None,
-        }
-    }
-
-    /// The enum variant: the event type's last path segment.
-    pub fn variant(&self) -> &syn::Ident {
-        self.event
-            .segments
-            .last()
-            .map_or(&self.method.sig.ident, |s| &s.ident)
-    }
-}
-
-fn is_handles(attr: &syn::Attribute) -> bool {
-    attr.path()
-        .segments
-        .last()
-        .is_some_and(|s| s.ident == kw::HANDLES)
-}
-
 /// Removes `#[handles]` attributes, which are ours to read, not the compiler's.
 pub fn strip_handles(item: &mut syn::ItemImpl) {
-    for item in &mut item.items {
-        if let syn::ImplItem::Fn(method) = item {
-            method.attrs.retain(|attr| !is_handles(attr));
-        }
-    }
+    handler::strip_attrs(item, &[kw::HANDLES]);
 }
 
 struct Args {
@@ -144,39 +99,6 @@ fn parse_args(ctxt: &Ctxt, args: TokenStream) -> Args {
     parsed
 }
 
-fn parse_handles(ctxt: &Ctxt, attr: &syn::Attribute) -> Option<syn::Path> {
-    let usage = "`#[handles]` names the one event the method applies: `#[handles(OrderCreated)]`";
-    match &attr.meta {
-        syn::Meta::List(list) => {
-            let parsed = list.parse_args_with(
-                syn::punctuated::Punctuated::<syn::Path, syn::Token![,]>::parse_terminated,
-            );
-            match parsed {
-                Ok(paths) if paths.len() == 1 => paths.into_iter().next(),
-                Ok(paths) if paths.is_empty() => {
-                    ctxt.error_spanned_by(attr, usage);
-                    None
-                }
-                Ok(paths) => {
-                    ctxt.error_spanned_by(
-                        &paths,
-                        "one event per handler: write a method for each event, each with its own `#[handles(...)]`",
-                    );
-                    None
-                }
-                Err(_) => {
-                    ctxt.error_spanned_by(&list.tokens, usage);
-                    None
-                }
-            }
-        }
-        _ => {
-            ctxt.error_spanned_by(attr, usage);
-            None
-        }
-    }
-}
-
 impl<'a> AggregateDef<'a> {
     /// Parses what can be parsed; every problem goes to `ctxt`. `None` when the impl
     /// block itself is not usable.
@@ -195,13 +117,7 @@ impl<'a> AggregateDef<'a> {
                 "generic aggregates are not supported: an aggregate's stored type name must name exactly one type",
             );
         }
-        let type_ident = match &*item.self_ty {
-            syn::Type::Path(path) if path.qself.is_none() => {
-                path.path.segments.last().map(|s| s.ident.clone())
-            }
-            _ => None,
-        };
-        let Some(type_ident) = type_ident else {
+        let Some(type_ident) = handler::type_ident(item) else {
             ctxt.error_spanned_by(
                 &item.self_ty,
                 "`#[aggregate]` needs a named struct or enum type: `impl Order { ... }`",
@@ -209,33 +125,7 @@ impl<'a> AggregateDef<'a> {
             return None;
         };
 
-        let mut handlers = Vec::new();
-        let mut marked = false;
-        for impl_item in &item.items {
-            match impl_item {
-                syn::ImplItem::Fn(method) => {
-                    let mut marks = method.attrs.iter().filter(|attr| is_handles(attr));
-                    let Some(first) = marks.next() else { continue };
-                    marked = true;
-                    if let Some(second) = marks.next() {
-                        ctxt.error_spanned_by(
-                            second,
-                            "one event per handler: write a method for each event, each with its own `#[handles(...)]`",
-                        );
-                    }
-                    if let Some(event) = parse_handles(ctxt, first) {
-                        handlers.push(HandlerDef { event, method });
-                    }
-                }
-                syn::ImplItem::Const(syn::ImplItemConst { attrs, .. })
-                | syn::ImplItem::Type(syn::ImplItemType { attrs, .. }) => {
-                    if let Some(attr) = attrs.iter().find(|attr| is_handles(attr)) {
-                        ctxt.error_spanned_by(attr, "`#[handles]` goes on a method: `fn on_event(&mut self, event: &Event)`");
-                    }
-                }
-                _ => {}
-            }
-        }
+        let (handlers, marked) = handler::collect(ctxt, item);
         if !marked {
             let (impl_token, self_ty) = (&item.impl_token, &item.self_ty);
             ctxt.error_spanned_by(

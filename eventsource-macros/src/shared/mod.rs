@@ -1,6 +1,7 @@
 //! Pieces every macro uses.
 
 pub mod ctxt;
+pub mod handler;
 pub mod kw;
 pub mod runtime;
 
