@@ -6,7 +6,7 @@ use crate::shared::ctxt::Ctxt;
 use crate::shared::handler::{self, HandlerDef};
 use crate::shared::kw;
 use crate::shared::runtime::{
-    default_root, is_valid_stored_name, key_name, parse_crate, parse_str, set_once,
+    default_root, key_name, parse_crate, parse_name, parse_str, set_once,
 };
 
 /// What `#[aggregate]` knows about the aggregate.
@@ -41,14 +41,8 @@ fn parse_args(ctxt: &Ctxt, args: TokenStream) -> Args {
     };
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident(kw::NAME) {
-            if let Some(lit) = parse_str(ctxt, &meta, kw::NAME, "Order")? {
-                if !is_valid_stored_name(&lit.value()) {
-                    ctxt.error_spanned_by(
-                        &lit,
-                        "an aggregate `name` must be non-empty and without whitespace, such as `name = \"Order\"`",
-                    );
-                }
-                set_once(ctxt, &mut parsed.name, lit.value(), &meta, kw::AGGREGATE);
+            if let Some(name) = parse_name(ctxt, &meta, "an aggregate", "Order")? {
+                set_once(ctxt, &mut parsed.name, name, &meta, kw::AGGREGATE);
             }
         } else if meta.path.is_ident(kw::UNHANDLED) {
             if let Some(lit) = parse_str(ctxt, &meta, kw::UNHANDLED, "ignore")? {

@@ -49,6 +49,26 @@ pub fn parse_str(
     }
 }
 
+/// Parses `name = "..."`, a stored name: non-empty and without whitespace. `what` is
+/// what it names ("an aggregate"), `example` a good value.
+pub fn parse_name(
+    ctxt: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    what: &str,
+    example: &str,
+) -> syn::Result<Option<String>> {
+    let Some(lit) = parse_str(ctxt, meta, "name", example)? else {
+        return Ok(None);
+    };
+    if !is_valid_stored_name(&lit.value()) {
+        ctxt.error_spanned_by(
+            &lit,
+            format_args!("{what} `name` must be non-empty and without whitespace, such as `name = \"{example}\"`"),
+        );
+    }
+    Ok(Some(lit.value()))
+}
+
 /// Parses `key = 2` into a `u32` of at least 1.
 pub fn parse_positive_u32(
     ctxt: &Ctxt,
