@@ -5,9 +5,7 @@ use proc_macro2::TokenStream;
 use crate::shared::ctxt::Ctxt;
 use crate::shared::handler::{self, HandlerDef};
 use crate::shared::kw;
-use crate::shared::runtime::{
-    default_root, key_name, parse_crate, parse_name, parse_str, set_once,
-};
+use crate::shared::runtime::{default_root, parse_attr_args, parse_name, parse_str, set_once};
 
 /// What `#[aggregate]` knows about the aggregate.
 pub struct AggregateDef<'a> {
@@ -39,57 +37,54 @@ fn parse_args(ctxt: &Ctxt, args: TokenStream) -> Args {
         event_enum: None,
         root: None,
     };
-    let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident(kw::NAME) {
-            if let Some(name) = parse_name(ctxt, &meta, "an aggregate", "Order")? {
-                set_once(ctxt, &mut parsed.name, name, &meta, kw::AGGREGATE);
-            }
-        } else if meta.path.is_ident(kw::UNHANDLED) {
-            if let Some(lit) = parse_str(ctxt, &meta, kw::UNHANDLED, "ignore")? {
-                let ignore = match lit.value().as_str() {
-                    "ignore" => true,
-                    "error" => false,
-                    other => {
-                        ctxt.error_spanned_by(
-                            &lit,
-                            format_args!("`unhandled = \"{other}\"` is not a choice; use `\"error\"` (the default: replaying an event without handler fails) or `\"ignore\"` (skip it)"),
-                        );
-                        false
-                    }
-                };
-                set_once(
-                    ctxt,
-                    &mut parsed.ignore_unhandled,
-                    ignore,
-                    &meta,
-                    kw::AGGREGATE,
-                );
-            }
-        } else if meta.path.is_ident(kw::EVENT_ENUM) {
-            if let Some(lit) = parse_str(ctxt, &meta, kw::EVENT_ENUM, "OrderEvent")? {
-                match lit.parse::<syn::Ident>() {
-                    Ok(ident) => set_once(ctxt, &mut parsed.event_enum, ident, &meta, kw::AGGREGATE),
-                    Err(_) => ctxt.error_spanned_by(
-                        &lit,
-                        "`event_enum` names the generated enum, so it must be a type name, such as `event_enum = \"OrderEvent\"`",
-                    ),
+    let Args {
+        name,
+        ignore_unhandled,
+        event_enum,
+        root,
+    } = &mut parsed;
+    parse_attr_args(
+        ctxt,
+        args,
+        kw::AGGREGATE,
+        "`name`, `unhandled`, `event_enum` or `crate`",
+        root,
+        |meta| {
+            if meta.path.is_ident(kw::NAME) {
+                if let Some(value) = parse_name(ctxt, meta, "an aggregate", "Order")? {
+                    set_once(ctxt, name, value, meta, kw::AGGREGATE);
                 }
+            } else if meta.path.is_ident(kw::UNHANDLED) {
+                if let Some(lit) = parse_str(ctxt, meta, kw::UNHANDLED, "ignore")? {
+                    let ignore = match lit.value().as_str() {
+                        "ignore" => true,
+                        "error" => false,
+                        other => {
+                            ctxt.error_spanned_by(
+                                &lit,
+                                format_args!("`unhandled = \"{other}\"` is not a choice; use `\"error\"` (the default: replaying an event without handler fails) or `\"ignore\"` (skip it)"),
+                            );
+                            false
+                        }
+                    };
+                    set_once(ctxt, ignore_unhandled, ignore, meta, kw::AGGREGATE);
+                }
+            } else if meta.path.is_ident(kw::EVENT_ENUM) {
+                if let Some(lit) = parse_str(ctxt, meta, kw::EVENT_ENUM, "OrderEvent")? {
+                    match lit.parse::<syn::Ident>() {
+                        Ok(ident) => set_once(ctxt, event_enum, ident, meta, kw::AGGREGATE),
+                        Err(_) => ctxt.error_spanned_by(
+                            &lit,
+                            "`event_enum` names the generated enum, so it must be a type name, such as `event_enum = \"OrderEvent\"`",
+                        ),
+                    }
+                }
+            } else {
+                return Ok(false);
             }
-        } else if meta.path.is_ident(kw::CRATE) {
-            if let Some(path) = parse_crate(ctxt, &meta)? {
-                set_once(ctxt, &mut parsed.root, path, &meta, kw::AGGREGATE);
-            }
-        } else {
-            return Err(meta.error(format_args!(
-                "unknown `aggregate` attribute `{}`; expected `name`, `unhandled`, `event_enum` or `crate`",
-                key_name(&meta)
-            )));
-        }
-        Ok(())
-    });
-    if let Err(error) = syn::parse::Parser::parse2(parser, args) {
-        ctxt.syn_error(error);
-    }
+            Ok(true)
+        },
+    );
     parsed
 }
 

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use crate::shared::ctxt::Ctxt;
 use crate::shared::handler::{self, HandlerDef};
 use crate::shared::kw;
-use crate::shared::runtime::{default_root, key_name, parse_crate, parse_name, set_once};
+use crate::shared::runtime::{default_root, parse_attr_args, parse_name, set_once};
 
 /// What `#[projection]` knows about the projection.
 pub struct ProjectionDef<'a> {
@@ -56,26 +56,23 @@ fn parse_args(ctxt: &Ctxt, args: TokenStream) -> Args {
         name: None,
         root: None,
     };
-    let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident(kw::NAME) {
-            if let Some(name) = parse_name(ctxt, &meta, "a projection", "order-summary")? {
-                set_once(ctxt, &mut parsed.name, name, &meta, kw::PROJECTION);
+    let Args { name, root } = &mut parsed;
+    parse_attr_args(
+        ctxt,
+        args,
+        kw::PROJECTION,
+        "`name` or `crate`",
+        root,
+        |meta| {
+            if !meta.path.is_ident(kw::NAME) {
+                return Ok(false);
             }
-        } else if meta.path.is_ident(kw::CRATE) {
-            if let Some(path) = parse_crate(ctxt, &meta)? {
-                set_once(ctxt, &mut parsed.root, path, &meta, kw::PROJECTION);
+            if let Some(value) = parse_name(ctxt, meta, "a projection", "order-summary")? {
+                set_once(ctxt, name, value, meta, kw::PROJECTION);
             }
-        } else {
-            return Err(meta.error(format_args!(
-                "unknown `projection` attribute `{}`; expected `name` or `crate`",
-                key_name(&meta)
-            )));
-        }
-        Ok(())
-    });
-    if let Err(error) = syn::parse::Parser::parse2(parser, args) {
-        ctxt.syn_error(error);
-    }
+            Ok(true)
+        },
+    );
     parsed
 }
 

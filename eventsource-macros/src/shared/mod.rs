@@ -8,6 +8,63 @@ pub mod runtime;
 use proc_macro2::TokenStream;
 use quote::ToTokens;
 
+use self::ctxt::Ctxt;
+
+/// Runs an attribute macro on an impl block: `generate` parses, validates and, when
+/// `ctxt` holds no error, expands; `finish` readies the user's impl (our helper
+/// attributes removed). The user's impl is always emitted, so that on error only the
+/// errors are added (`not_an_impl` when the input is no impl block at all).
+pub fn expand_impl(
+    input: TokenStream,
+    not_an_impl: &str,
+    generate: impl FnOnce(&Ctxt, &syn::ItemImpl) -> Option<TokenStream>,
+    finish: impl FnOnce(&mut syn::ItemImpl),
+) -> TokenStream {
+    let mut item = match syn::parse2::<syn::ItemImpl>(input.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            let mut out = syn::Error::new_spanned(&input, not_an_impl).to_compile_error();
+            out.extend(input);
+            return out;
+        }
+    };
+    let ctxt = Ctxt::new();
+    let generated = generate(&ctxt, &item);
+    let generated = match ctxt.check() {
+        Ok(()) => generated.unwrap_or_default(),
+        Err(error) => error.to_compile_error(),
+    };
+    finish(&mut item);
+    let mut out = item.into_token_stream();
+    out.extend(generated);
+    out
+}
+
+/// Helpers for the macros' unit tests.
+#[cfg(test)]
+pub mod testing {
+    #![allow(clippy::unwrap_used)]
+
+    use proc_macro2::TokenStream;
+
+    use super::ctxt::Ctxt;
+
+    /// `tokens` pretty-printed, for snapshots.
+    pub fn pretty(tokens: TokenStream) -> String {
+        prettyplease::unparse(&syn::parse2(tokens).unwrap())
+    }
+
+    /// The messages `run` reports, in order.
+    pub fn messages(run: impl FnOnce(&Ctxt)) -> Vec<String> {
+        let ctxt = Ctxt::new();
+        run(&ctxt);
+        ctxt.check()
+            .err()
+            .map(|error| error.into_iter().map(|e| e.to_string()).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// `#[handles]` reached the compiler on its own: it is not inside an `#[aggregate]` or a
 /// `#[projection]` impl.
 pub fn handles_outside(_args: TokenStream, item: TokenStream) -> TokenStream {

@@ -9,6 +9,35 @@ pub fn default_root() -> syn::Path {
     syn::parse_quote!(::eventsource)
 }
 
+/// Parses the arguments of `#[attr(...)]`: `crate = "path"` into `root`, every other key
+/// by `each`, which returns `Ok(false)` for a key it does not know. An unknown key is an
+/// error that lists `expected` ("`name` or `crate`").
+pub fn parse_attr_args(
+    ctxt: &Ctxt,
+    args: proc_macro2::TokenStream,
+    attr: &str,
+    expected: &str,
+    root: &mut Option<syn::Path>,
+    mut each: impl FnMut(&ParseNestedMeta<'_>) -> syn::Result<bool>,
+) {
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("crate") {
+            if let Some(path) = parse_crate(ctxt, &meta)? {
+                set_once(ctxt, root, path, &meta, attr);
+            }
+        } else if !each(&meta)? {
+            return Err(meta.error(format_args!(
+                "unknown `{attr}` attribute `{}`; expected {expected}",
+                key_name(&meta)
+            )));
+        }
+        Ok(())
+    });
+    if let Err(error) = syn::parse::Parser::parse2(parser, args) {
+        ctxt.syn_error(error);
+    }
+}
+
 /// Parses `crate = "path"`. `Ok(None)`: the value was read but is wrong, and the error
 /// is in `ctxt`; `Err`: the tokens cannot be read further.
 pub fn parse_crate(ctxt: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<syn::Path>> {
