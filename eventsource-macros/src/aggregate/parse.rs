@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 
 use crate::shared::ctxt::Ctxt;
-use crate::shared::handler::{self, HandlerDef};
+use crate::shared::handler::{self, HandlerDef, ImplMessages};
 use crate::shared::kw;
 use crate::shared::runtime::{default_root, parse_attr_args, parse_name, parse_str, set_once};
 
@@ -93,33 +93,19 @@ impl<'a> AggregateDef<'a> {
     /// block itself is not usable.
     pub fn from_ast(ctxt: &Ctxt, args: TokenStream, item: &'a syn::ItemImpl) -> Option<Self> {
         let args = parse_args(ctxt, args);
-        if let Some((_, path, _)) = &item.trait_ {
-            ctxt.error_spanned_by(
-                path,
-                "`#[aggregate]` goes on the aggregate's own impl block (`impl Order { ... }`), not on a trait impl",
-            );
-            return None;
-        }
+        let (type_ident, handlers) = handler::read_impl(
+            ctxt,
+            item,
+            &ImplMessages {
+                trait_impl: "`#[aggregate]` goes on the aggregate's own impl block (`impl Order { ... }`), not on a trait impl",
+                unnamed: "`#[aggregate]` needs a named struct or enum type: `impl Order { ... }`",
+                no_handler: "`#[aggregate]` found no handler: mark each method that applies an event with `#[handles(EventType)]`",
+            },
+        )?;
         if !item.generics.params.is_empty() {
             ctxt.error_spanned_by(
                 &item.generics,
                 "generic aggregates are not supported: an aggregate's stored type name must name exactly one type",
-            );
-        }
-        let Some(type_ident) = handler::type_ident(item) else {
-            ctxt.error_spanned_by(
-                &item.self_ty,
-                "`#[aggregate]` needs a named struct or enum type: `impl Order { ... }`",
-            );
-            return None;
-        };
-
-        let (handlers, marked) = handler::collect(ctxt, item);
-        if !marked {
-            let (impl_token, self_ty) = (&item.impl_token, &item.self_ty);
-            ctxt.error_spanned_by(
-                quote::quote!(#impl_token #self_ty),
-                "`#[aggregate]` found no handler: mark each method that applies an event with `#[handles(EventType)]`",
             );
         }
 

@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 
 use crate::shared::ctxt::Ctxt;
-use crate::shared::handler::{self, HandlerDef};
+use crate::shared::handler::{self, HandlerDef, ImplMessages};
 use crate::shared::kw;
 use crate::shared::runtime::{default_root, parse_attr_args, parse_name, set_once};
 
@@ -123,28 +123,15 @@ impl<'a> ProjectionDef<'a> {
     /// block itself is not usable.
     pub fn from_ast(ctxt: &Ctxt, args: TokenStream, item: &'a syn::ItemImpl) -> Option<Self> {
         let args = parse_args(ctxt, args);
-        if let Some((_, path, _)) = &item.trait_ {
-            ctxt.error_spanned_by(
-                path,
-                "`#[projection]` goes on the read model's own impl block (`impl OrderSummary { ... }`), not on a trait impl; it writes the `Projection` impl for you",
-            );
-            return None;
-        }
-        let Some(type_ident) = handler::type_ident(item) else {
-            ctxt.error_spanned_by(
-                &item.self_ty,
-                "`#[projection]` needs a named struct or enum type: `impl OrderSummary { ... }`",
-            );
-            return None;
-        };
-        let (handlers, marked) = handler::collect(ctxt, item);
-        if !marked {
-            let (impl_token, self_ty) = (&item.impl_token, &item.self_ty);
-            ctxt.error_spanned_by(
-                quote::quote!(#impl_token #self_ty),
-                "`#[projection]` found no handler: mark each async method that handles an event with `#[handles(EventType)]`",
-            );
-        }
+        let (type_ident, handlers) = handler::read_impl(
+            ctxt,
+            item,
+            &ImplMessages {
+                trait_impl: "`#[projection]` goes on the read model's own impl block (`impl OrderSummary { ... }`), not on a trait impl; it writes the `Projection` impl for you",
+                unnamed: "`#[projection]` needs a named struct or enum type: `impl OrderSummary { ... }`",
+                no_handler: "`#[projection]` found no handler: mark each async method that handles an event with `#[handles(EventType)]`",
+            },
+        )?;
         let reset = find_reset(ctxt, item);
         Some(ProjectionDef {
             item,

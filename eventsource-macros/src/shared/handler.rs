@@ -65,7 +65,7 @@ pub fn strip_attrs(item: &mut syn::ItemImpl, names: &[&str]) {
 }
 
 /// The last segment of the impl's self type, when it is a plain path (`impl Order`).
-pub fn type_ident(item: &syn::ItemImpl) -> Option<syn::Ident> {
+fn type_ident(item: &syn::ItemImpl) -> Option<syn::Ident> {
     match &*item.self_ty {
         syn::Type::Path(path) if path.qself.is_none() => {
             path.path.segments.last().map(|s| s.ident.clone())
@@ -74,9 +74,42 @@ pub fn type_ident(item: &syn::ItemImpl) -> Option<syn::Ident> {
     }
 }
 
+/// What a macro on an impl block says when the block does not fit.
+pub struct ImplMessages<'s> {
+    /// The block is a trait impl.
+    pub trait_impl: &'s str,
+    /// The self type is not a plain path.
+    pub unnamed: &'s str,
+    /// No method is marked `#[handles]`.
+    pub no_handler: &'s str,
+}
+
+/// The self type's name and the `#[handles]` methods of an impl block; every problem
+/// goes to `ctxt`. `None` when the block is a trait impl or its type has no name.
+pub fn read_impl<'a>(
+    ctxt: &Ctxt,
+    item: &'a syn::ItemImpl,
+    messages: &ImplMessages<'_>,
+) -> Option<(syn::Ident, Vec<HandlerDef<'a>>)> {
+    if let Some((_, path, _)) = &item.trait_ {
+        ctxt.error_spanned_by(path, messages.trait_impl);
+        return None;
+    }
+    let Some(type_ident) = type_ident(item) else {
+        ctxt.error_spanned_by(&item.self_ty, messages.unnamed);
+        return None;
+    };
+    let (handlers, marked) = collect(ctxt, item);
+    if !marked {
+        let (impl_token, self_ty) = (&item.impl_token, &item.self_ty);
+        ctxt.error_spanned_by(quote::quote!(#impl_token #self_ty), messages.no_handler);
+    }
+    Some((type_ident, handlers))
+}
+
 /// The `#[handles(...)]` methods of `item`, and whether any method was marked at all
 /// (a malformed mark counts). Misplaced and malformed marks go to `ctxt`.
-pub fn collect<'a>(ctxt: &Ctxt, item: &'a syn::ItemImpl) -> (Vec<HandlerDef<'a>>, bool) {
+fn collect<'a>(ctxt: &Ctxt, item: &'a syn::ItemImpl) -> (Vec<HandlerDef<'a>>, bool) {
     let mut handlers = Vec::new();
     let mut marked = false;
     for impl_item in &item.items {
