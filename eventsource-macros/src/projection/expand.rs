@@ -35,10 +35,7 @@ pub fn expand(def: &ProjectionDef<'_>) -> TokenStream {
         }
     });
     let reset_body = match reset {
-        Some(method) => {
-            let ident = &method.sig.ident;
-            result_of(root, &method.sig, quote!(Self::#ident(self).await))
-        }
+        Some(method) => result_of(root, &method.sig, TokenStream::new()),
         // Spanned at the type: without `Default` the error points there and names the
         // helper's bound as the reason.
         None => {
@@ -84,25 +81,25 @@ pub fn expand(def: &ProjectionDef<'_>) -> TokenStream {
 /// argument is spanned at the event parameter, so a parameter of another type than
 /// `#[handles(...)]` names is reported there.
 fn call(def: &ProjectionDef<'_>, handler: &HandlerDef<'_>) -> TokenStream {
-    let method = handler.ident();
     let span = handler
         .event_param()
-        .map_or_else(|| method.span(), Spanned::span);
-    let argument = quote_spanned!(span=> &event);
+        .map_or_else(|| handler.ident().span(), Spanned::span);
     result_of(
         &def.root,
         &handler.method.sig,
-        quote!(Self::#method(self, #argument).await),
+        quote_spanned!(span=> &event),
     )
 }
 
-/// `call`'s `Result`, its error boxed; spanned at the method's return type, where an error
-/// type that does not convert into `BoxError` is reported.
-fn result_of(root: &syn::Path, sig: &syn::Signature, call: TokenStream) -> TokenStream {
+/// The awaited call of the method `sig` with `self` and `arguments`, its error boxed;
+/// spanned at the method's return type, where an error type that does not convert into
+/// `BoxError` is reported.
+fn result_of(root: &syn::Path, sig: &syn::Signature, arguments: TokenStream) -> TokenStream {
     let span = match &sig.output {
         syn::ReturnType::Type(_, ty) => ty.span(),
         syn::ReturnType::Default => sig.ident.span(),
     };
     let root = respanned(root, span);
-    quote_spanned!(span=> #root::__private::handler_result(#call))
+    let method = &sig.ident;
+    quote_spanned!(span=> #root::__private::handler_result(Self::#method(self, #arguments).await))
 }
