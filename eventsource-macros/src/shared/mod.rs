@@ -4,6 +4,8 @@ pub mod ctxt;
 pub mod handler;
 pub mod kw;
 pub mod runtime;
+#[cfg(test)]
+pub mod testing;
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
@@ -38,31 +40,6 @@ pub fn expand_impl(
     let mut out = item.into_token_stream();
     out.extend(generated);
     out
-}
-
-/// Helpers for the macros' unit tests.
-#[cfg(test)]
-pub mod testing {
-    #![allow(clippy::unwrap_used)]
-
-    use proc_macro2::TokenStream;
-
-    use super::ctxt::Ctxt;
-
-    /// `tokens` pretty-printed, for snapshots.
-    pub fn pretty(tokens: TokenStream) -> String {
-        prettyplease::unparse(&syn::parse2(tokens).unwrap())
-    }
-
-    /// The messages `run` reports, in order.
-    pub fn messages(run: impl FnOnce(&Ctxt)) -> Vec<String> {
-        let ctxt = Ctxt::new();
-        run(&ctxt);
-        ctxt.check()
-            .err()
-            .map(|error| error.into_iter().map(|e| e.to_string()).collect())
-            .unwrap_or_default()
-    }
 }
 
 /// `#[handles]` reached the compiler on its own: it is not inside an `#[aggregate]` or a
