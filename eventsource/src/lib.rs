@@ -2,7 +2,8 @@
 //!
 //! Annotate events with `#[derive(DomainEvent)]` and an aggregate's impl block with
 //! `#[aggregate]`; record events from commands on an [`AggregateRoot`]; save and load it
-//! through an [`AggregateRepository`] over any [`EventStore`].
+//! through an [`AggregateRepository`] over any [`EventStore`]. Read models are
+//! `#[projection]` impl blocks fed by a [`ProjectionRunner`](projection::ProjectionRunner).
 //!
 //! ```
 //! use eventsource::{aggregate, AggregateRepository, DomainEvent, InMemoryEventStore};
@@ -48,7 +49,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `macros` | yes | `#[derive(DomainEvent)]`, `#[aggregate]`, `#[handles]` |
+//! | `macros` | yes | `#[derive(DomainEvent)]`, `#[aggregate]`, `#[projection]`, `#[handles]` |
 //! | `sqlite` | no | `SqliteEventStore`: the embedded store (bundled SQLite) |
 //! | `redis` | no | `RedisEventBus`: a bus on Redis Streams with consumer groups, reclaim and dead letters |
 #![warn(missing_docs)]
@@ -90,6 +91,7 @@ pub use event::{
     DomainEvent, ErasedEvent, EventContext, EventEnvelope, Metadata, Payload, RecordedEvent,
     UncommittedEvent,
 };
+pub use projection::Event;
 pub use registry::{EventRegistration, EventRegistry, check_registry};
 pub use repository::AggregateRepository;
 pub use snapshot::{InMemorySnapshotStore, Snapshot, SnapshotStore};
@@ -105,7 +107,7 @@ pub use store::{
 pub use store::{SqliteCheckpointRepository, SqliteDlqRepository, SqliteEventStore, SqliteOptions};
 
 #[cfg(feature = "macros")]
-pub use eventsource_macros::{DomainEvent, aggregate, handles};
+pub use eventsource_macros::{DomainEvent, aggregate, handles, projection};
 
 // Generated code names these through `::eventsource::…`; inside this crate's own tests
 // and doctests that path must resolve too.

@@ -2,8 +2,9 @@
 
 pub use inventory;
 
-use crate::error::ApplyError;
-use crate::event::{DomainEvent, EventEnvelope, Payload, check_identity};
+use crate::error::{ApplyError, BoxError, DecodeError};
+use crate::event::{DomainEvent, EventEnvelope, Payload, RecordedEvent, check_identity};
+use crate::projection::Event;
 pub use crate::registry::EventRegistration;
 
 /// Decodes `payload` as `E` (checking the schema version) and calls `f` with it.
@@ -111,3 +112,32 @@ macro_rules! __register_event {
 }
 
 pub use crate::__register_event as register_event;
+
+/// `recorded`, whose stored name is `E::NAME`, as an `E` for a `#[projection]` handler.
+/// A payload that does not decode is an error (retried, then dead-lettered), never a skip.
+#[inline]
+pub fn projection_event<E: DomainEvent>(
+    recorded: &RecordedEvent,
+) -> Result<Event<'_, E>, BoxError> {
+    match Event::from_recorded(recorded)? {
+        Some(event) => Ok(event),
+        None => Err(Box::new(DecodeError::WrongEvent {
+            expected: E::NAME,
+            actual: recorded.name().to_owned(),
+        })),
+    }
+}
+
+/// A `#[projection]` handler's (or `#[reset]` method's) result, its error boxed.
+#[inline]
+pub fn handler_result<Error: Into<BoxError>>(result: Result<(), Error>) -> Result<(), BoxError> {
+    result.map_err(Into::into)
+}
+
+/// The reset of a `#[projection]` without a `#[reset]` method: the read model becomes
+/// `Default::default()`. Generated with the span of the projection's type, so a type that
+/// is not `Default` is reported there, with this function's name as the reason.
+#[inline]
+pub fn projection_without_reset_needs_default<P: Default>(projection: &mut P) {
+    *projection = P::default();
+}

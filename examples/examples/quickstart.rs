@@ -10,10 +10,10 @@
 
 use std::sync::Arc;
 
-use eventsource::projection::{Projection, ProjectionRunner, RetryPolicy};
+use eventsource::projection::{CheckpointRepository, ProjectionRunner, RetryPolicy};
 use eventsource::{
-    AggregateRepository, BoxError, EventStore, RecordedEvent, SqliteCheckpointRepository,
-    SqliteDlqRepository, SqliteEventStore,
+    AggregateRepository, Event, EventStore, SqliteCheckpointRepository, SqliteDlqRepository,
+    SqliteEventStore, projection,
 };
 use eventsource_examples::{Order, OrderCreated, OrderItemAdded, OrderShipped};
 use sqlx::{Row, SqlitePool};
@@ -39,41 +39,45 @@ impl OrderSummaries {
     }
 }
 
-#[async_trait::async_trait]
-impl Projection for OrderSummaries {
-    fn name(&self) -> &str {
-        "order-summaries"
-    }
-
-    async fn handle(&mut self, event: &RecordedEvent) -> Result<(), BoxError> {
-        let id = event.aggregate_id().to_string();
-        if let Some(created) = event.as_event::<OrderCreated>()? {
-            sqlx::query(
-                "INSERT OR REPLACE INTO order_summaries VALUES (?1, 'created', 0, ?2, NULL)",
-            )
-            .bind(&id)
-            .bind(created.total_amount)
+#[projection(name = "order-summaries")]
+impl OrderSummaries {
+    #[handles(OrderCreated)]
+    async fn on_created(&mut self, e: &Event<OrderCreated>) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT OR REPLACE INTO order_summaries VALUES (?1, 'created', 0, ?2, NULL)")
+            .bind(e.aggregate_id().to_string())
+            .bind(e.total_amount)
             .execute(&self.pool)
             .await?;
-        } else if let Some(added) = event.as_event::<OrderItemAdded>()? {
-            sqlx::query("UPDATE order_summaries SET items = items + 1, total = total + ?2 WHERE order_id = ?1")
-                .bind(&id)
-                .bind(f64::from(added.quantity) * added.unit_price)
-                .execute(&self.pool)
-                .await?;
-        } else if let Some(shipped) = event.as_event::<OrderShipped>()? {
-            sqlx::query(
-                "UPDATE order_summaries SET status = 'shipped', tracking = ?2 WHERE order_id = ?1",
-            )
-            .bind(&id)
-            .bind(&shipped.tracking_number)
-            .execute(&self.pool)
-            .await?;
-        }
         Ok(())
     }
 
-    async fn reset(&mut self) -> Result<(), BoxError> {
+    #[handles(OrderItemAdded)]
+    async fn on_item_added(&mut self, e: &Event<OrderItemAdded>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE order_summaries SET items = items + 1, total = total + ?2 WHERE order_id = ?1",
+        )
+        .bind(e.aggregate_id().to_string())
+        .bind(f64::from(e.quantity) * e.unit_price)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    #[handles(OrderShipped)]
+    async fn on_shipped(&mut self, e: &Event<OrderShipped>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE order_summaries SET status = 'shipped', tracking = ?2 WHERE order_id = ?1",
+        )
+        .bind(e.aggregate_id().to_string())
+        .bind(&e.tracking_number)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The table outlives the value, so a rebuild empties it here.
+    #[reset]
+    async fn clear(&mut self) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM order_summaries")
             .execute(&self.pool)
             .await?;
@@ -154,12 +158,10 @@ async fn main() -> Result<(), Error> {
 
     // The projection reads the log from its checkpoint: only what it has not seen yet.
     let checkpoints = Arc::new(SqliteCheckpointRepository::new(&store));
-    let before = eventsource::projection::CheckpointRepository::load(
-        checkpoints.as_ref(),
-        "order-summaries",
-    )
-    .await?
-    .map_or(0, |c| c.position);
+    let before = checkpoints
+        .load("order-summaries")
+        .await?
+        .map_or(0, |c| c.position);
     let mut runner = ProjectionRunner::new(Arc::new(store.clone()))
         .checkpoints(checkpoints)
         .dead_letters(Arc::new(SqliteDlqRepository::new(&store)))

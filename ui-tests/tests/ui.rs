@@ -5,7 +5,13 @@
 #[test]
 fn ui() {
     let t = trybuild::TestCases::new();
-    for dir in ["domain_event", "aggregate", "handles", "given_when_then"] {
+    for dir in [
+        "domain_event",
+        "aggregate",
+        "projection",
+        "handles",
+        "given_when_then",
+    ] {
         t.pass(format!("tests/ui/{dir}/pass/*.rs"));
         t.compile_fail(format!("tests/ui/{dir}/fail/*.rs"));
     }

@@ -1,10 +1,11 @@
 //! [`AggregateDef`] into tokens. Infallible: every check happened before.
 
-use proc_macro2::{Group, Span, TokenStream, TokenTree};
-use quote::{ToTokens, quote, quote_spanned};
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::parse::{AggregateDef, HandlerDef};
+use super::parse::AggregateDef;
+use crate::shared::handler::{self, HandlerDef, respanned};
 
 pub fn expand(def: &AggregateDef<'_>) -> TokenStream {
     let AggregateDef {
@@ -227,8 +228,8 @@ pub fn expand(def: &AggregateDef<'_>) -> TokenStream {
 }
 
 /// Compile-time checks for one handler, each spanned at the event in `#[handles(...)]`:
-/// it is a `DomainEvent`, it belongs to this aggregate, and no earlier handled event has
-/// its stored name.
+/// it is a `DomainEvent`, no earlier handled event has its stored name, and it belongs to
+/// this aggregate.
 fn checks(
     def: &AggregateDef<'_>,
     handler: &HandlerDef<'_>,
@@ -236,54 +237,15 @@ fn checks(
 ) -> TokenStream {
     let AggregateDef { name, root, .. } = def;
     let event = &handler.event;
-    let shown = handler.event_shown();
     let foreign = format!(
-        "`{shown}` belongs to another aggregate: its `#[event(aggregate = ...)]` does not name `{name}`, so `{name}` cannot handle it"
+        "`{}` belongs to another aggregate: its `#[event(aggregate = ...)]` does not name `{name}`, so `{name}` cannot handle it",
+        handler.event_shown()
     );
-    let same_names = earlier.iter().map(|other| {
-        let other_event = &other.event;
-        let message = format!(
-            "`{shown}` and `{}` have the same stored name, so replay cannot tell them apart; give one its own `#[event(name = \"...\")]`, or upcast the old version and handle only the new one",
-            other.event_shown()
-        );
-        quote_spanned! {event.span()=>
-            if #root::__private::str_eq(
-                <#event as #root::DomainEvent>::NAME,
-                <#other_event as #root::DomainEvent>::NAME,
-            ) {
-                ::core::panic!(#message)
-            }
-        }
-    });
-    let distinct = (!earlier.is_empty()).then(|| {
-        quote_spanned! {event.span()=>
-            const _: () = {
-                #(#same_names)*
-            };
-        }
-    });
+    let assertions = handler::assert_events(root, handler, earlier, "replay");
     quote_spanned! {event.span()=>
-        const _: () = #root::__private::assert_domain_event::<#event>();
+        #assertions
         const _: () = if !#root::__private::str_eq(<#event as #root::DomainEvent>::AGGREGATE_TYPE, #name) {
             ::core::panic!(#foreign)
         };
-        #distinct
     }
-}
-
-/// `tokens` with every span set to `span`.
-fn respanned(tokens: impl ToTokens, span: Span) -> TokenStream {
-    tokens
-        .into_token_stream()
-        .into_iter()
-        .map(|mut tree| {
-            if let TokenTree::Group(group) = &tree {
-                let mut inner = Group::new(group.delimiter(), respanned(group.stream(), span));
-                inner.set_span(span);
-                tree = TokenTree::Group(inner);
-            }
-            tree.set_span(span);
-            tree
-        })
-        .collect()
 }

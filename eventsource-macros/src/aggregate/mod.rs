@@ -5,38 +5,20 @@ mod parse;
 mod validate;
 
 use proc_macro2::TokenStream;
-use quote::ToTokens;
 
-use crate::shared::ctxt::Ctxt;
+use crate::shared;
 
 pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
-    let mut item = match syn::parse2::<syn::ItemImpl>(input.clone()) {
-        Ok(item) => item,
-        Err(_) => {
-            let mut out = syn::Error::new_spanned(
-                &input,
-                "`#[aggregate]` goes on the impl block that holds the `#[handles(...)]` methods: `#[aggregate] impl Order { ... }`",
-            )
-            .to_compile_error();
-            out.extend(input);
-            return out;
-        }
-    };
-    let ctxt = Ctxt::new();
-    let def = parse::AggregateDef::from_ast(&ctxt, args, &item);
-    if let Some(def) = &def {
-        validate::check(&ctxt, def);
-    }
-    let generated = match (def, ctxt.check()) {
-        (Some(def), Ok(())) => expand::expand(&def),
-        (_, Err(error)) => error.to_compile_error(),
-        (None, Ok(())) => TokenStream::new(),
-    };
-    // Fallback and normal path alike: the user's impl, minus our helper attributes.
-    parse::strip_handles(&mut item);
-    let mut out = item.into_token_stream();
-    out.extend(generated);
-    out
+    shared::expand_impl(
+        input,
+        "`#[aggregate]` goes on the impl block that holds the `#[handles(...)]` methods: `#[aggregate] impl Order { ... }`",
+        |ctxt, item| {
+            let def = parse::AggregateDef::from_ast(ctxt, args, item)?;
+            validate::check(ctxt, &def);
+            (!ctxt.has_errors()).then(|| expand::expand(&def))
+        },
+        parse::strip_handles,
+    )
 }
 
 #[cfg(test)]
@@ -46,10 +28,7 @@ mod tests {
     use quote::quote;
 
     use super::*;
-
-    fn pretty(tokens: TokenStream) -> String {
-        prettyplease::unparse(&syn::parse2(tokens).unwrap())
-    }
+    use crate::shared::testing::{messages, pretty};
 
     #[test]
     fn expands_a_two_event_aggregate() {
@@ -110,14 +89,11 @@ mod tests {
     /// The messages `expand` reports for `input`, in order.
     fn errors(args: TokenStream, input: TokenStream) -> Vec<String> {
         let item: syn::ItemImpl = syn::parse2(input).unwrap();
-        let ctxt = Ctxt::new();
-        if let Some(def) = parse::AggregateDef::from_ast(&ctxt, args, &item) {
-            validate::check(&ctxt, &def);
-        }
-        ctxt.check()
-            .err()
-            .map(|error| error.into_iter().map(|e| e.to_string()).collect())
-            .unwrap_or_default()
+        messages(|ctxt| {
+            if let Some(def) = parse::AggregateDef::from_ast(ctxt, args, &item) {
+                validate::check(ctxt, &def);
+            }
+        })
     }
 
     #[test]

@@ -1,23 +1,18 @@
 //! Checks that look at more than one node: handler signatures, an event handled twice,
 //! two events that would become one enum variant.
 
-use super::parse::{AggregateDef, HandlerDef};
+use super::parse::AggregateDef;
 use crate::shared::ctxt::Ctxt;
+use crate::shared::handler::{self, HandlerDef};
 
 pub fn check(ctxt: &Ctxt, def: &AggregateDef<'_>) {
     for (index, handler) in def.handlers.iter().enumerate() {
         check_signature(ctxt, handler);
         let earlier = &def.handlers[..index];
         let shown = handler.event_shown();
-        if let Some(first) = earlier.iter().find(|h| h.event_shown() == shown) {
-            ctxt.error_spanned_by(
-                &handler.event,
-                format_args!(
-                    "`{shown}` is handled twice; the first handler is `{}`",
-                    first.ident()
-                ),
-            );
-        } else if let Some(first) = earlier.iter().find(|h| h.variant() == handler.variant()) {
+        if !handler::check_handled_twice(ctxt, handler, earlier)
+            && let Some(first) = earlier.iter().find(|h| h.variant() == handler.variant())
+        {
             ctxt.error_spanned_by(
                 &handler.event,
                 format_args!(
@@ -42,18 +37,7 @@ fn check_signature(ctxt: &Ctxt, handler: &HandlerDef<'_>) {
             format_args!("a handler cannot be `async`: replaying history is synchronous; do async work in the command, then record the event. Write {shape}"),
         );
     }
-    // Lifetimes are harmless; type and const parameters cannot be inferred from an event.
-    if sig
-        .generics
-        .params
-        .iter()
-        .any(|param| !matches!(param, syn::GenericParam::Lifetime(_)))
-    {
-        ctxt.error_spanned_by(
-            &sig.generics,
-            format_args!("a handler cannot be generic; write {shape}"),
-        );
-    }
+    handler::check_generics(ctxt, sig, &shape);
     if let syn::ReturnType::Type(_, ty) = &sig.output {
         let unit = matches!(&**ty, syn::Type::Tuple(tuple) if tuple.elems.is_empty());
         if !unit {
@@ -63,43 +47,20 @@ fn check_signature(ctxt: &Ctxt, handler: &HandlerDef<'_>) {
             );
         }
     }
-    let mut inputs = sig.inputs.iter();
-    match inputs.next() {
-        Some(syn::FnArg::Receiver(receiver))
-            if receiver.reference.is_some()
-                && receiver.mutability.is_some()
-                && receiver.colon_token.is_none() => {}
-        Some(syn::FnArg::Receiver(receiver)) => {
-            ctxt.error_spanned_by(
-                receiver,
-                format_args!("a handler changes the state, so it takes `&mut self`: {shape}"),
-            );
-        }
-        _ => {
-            ctxt.error_spanned_by(
-                &sig.ident,
-                format_args!("a handler is a method taking `&mut self`: {shape}"),
-            );
-            return;
-        }
-    }
-    match (inputs.next(), inputs.next()) {
-        (Some(syn::FnArg::Typed(arg)), None) => match &*arg.ty {
-            syn::Type::Reference(reference) if reference.mutability.is_none() => {}
-            syn::Type::Reference(reference) => ctxt.error_spanned_by(
-                reference,
-                format_args!("a handler reads the event, it cannot change it: take `&{event}`"),
-            ),
-            other => ctxt.error_spanned_by(
-                other,
-                format_args!("take the event by reference: `event: &{event}` (replay lends each stored event, it does not give it away)"),
-            ),
-        },
-        (None, _) => ctxt.error_spanned_by(&sig.inputs, format_args!("a handler takes the event after `&mut self`: {shape}")),
-        (Some(_), Some(extra)) => {
-            ctxt.error_spanned_by(extra, format_args!("a handler takes exactly `&mut self` and the event: {shape}"));
-        }
-        (Some(syn::FnArg::Receiver(_)), None) => {}
+    let Some(rest) = handler::check_receiver(ctxt, sig, &shape) else {
+        return;
+    };
+    match handler::event_param(ctxt, sig, rest, &shape) {
+        Some(syn::Type::Reference(reference)) if reference.mutability.is_none() => {}
+        Some(syn::Type::Reference(reference)) => ctxt.error_spanned_by(
+            reference,
+            format_args!("a handler reads the event, it cannot change it: take `&{event}`"),
+        ),
+        Some(other) => ctxt.error_spanned_by(
+            other,
+            format_args!("take the event by reference: `event: &{event}` (replay lends each stored event, it does not give it away)"),
+        ),
+        None => {}
     }
 }
 

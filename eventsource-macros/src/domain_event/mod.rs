@@ -38,10 +38,7 @@ mod tests {
     use quote::quote;
 
     use super::*;
-
-    fn pretty(tokens: TokenStream) -> String {
-        prettyplease::unparse(&syn::parse2(tokens).unwrap())
-    }
+    use crate::shared::testing::{messages, pretty};
 
     #[test]
     fn expands_defaults() {
@@ -64,13 +61,10 @@ mod tests {
     /// The messages `derive` reports for `input`, in order.
     fn errors(input: TokenStream) -> Vec<String> {
         let input: syn::DeriveInput = syn::parse2(input).unwrap();
-        let ctxt = Ctxt::new();
-        let def = parse::EventDef::from_ast(&ctxt, &input);
-        validate::check(&ctxt, &def);
-        ctxt.check()
-            .err()
-            .map(|error| error.into_iter().map(|e| e.to_string()).collect())
-            .unwrap_or_default()
+        messages(|ctxt| {
+            let def = parse::EventDef::from_ast(ctxt, &input);
+            validate::check(ctxt, &def);
+        })
     }
 
     #[test]

@@ -30,6 +30,11 @@ impl Ctxt {
         }
     }
 
+    /// Whether an error was recorded.
+    pub fn has_errors(&self) -> bool {
+        self.errors.borrow().is_some()
+    }
+
     /// The combined errors, if any.
     pub fn check(self) -> Result<(), syn::Error> {
         match self.errors.into_inner() {

@@ -8,3 +8,5 @@ pub const UNHANDLED: &str = "unhandled";
 pub const EVENT_ENUM: &str = "event_enum";
 pub const EVENT: &str = "event";
 pub const HANDLES: &str = "handles";
+pub const PROJECTION: &str = "projection";
+pub const RESET: &str = "reset";

@@ -9,6 +9,35 @@ pub fn default_root() -> syn::Path {
     syn::parse_quote!(::eventsource)
 }
 
+/// Parses the arguments of `#[attr(...)]`: `crate = "path"` into `root`, every other key
+/// by `each`, which returns `Ok(false)` for a key it does not know. An unknown key is an
+/// error that lists `expected` ("`name` or `crate`").
+pub fn parse_attr_args(
+    ctxt: &Ctxt,
+    args: proc_macro2::TokenStream,
+    attr: &str,
+    expected: &str,
+    root: &mut Option<syn::Path>,
+    mut each: impl FnMut(&ParseNestedMeta<'_>) -> syn::Result<bool>,
+) {
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("crate") {
+            if let Some(path) = parse_crate(ctxt, &meta)? {
+                set_once(ctxt, root, path, &meta, attr);
+            }
+        } else if !each(&meta)? {
+            return Err(meta.error(format_args!(
+                "unknown `{attr}` attribute `{}`; expected {expected}",
+                key_name(&meta)
+            )));
+        }
+        Ok(())
+    });
+    if let Err(error) = syn::parse::Parser::parse2(parser, args) {
+        ctxt.syn_error(error);
+    }
+}
+
 /// Parses `crate = "path"`. `Ok(None)`: the value was read but is wrong, and the error
 /// is in `ctxt`; `Err`: the tokens cannot be read further.
 pub fn parse_crate(ctxt: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<syn::Path>> {
@@ -47,6 +76,26 @@ pub fn parse_str(
             Ok(None)
         }
     }
+}
+
+/// Parses `name = "..."`, a stored name: non-empty and without whitespace. `what` is
+/// what it names ("an aggregate"), `example` a good value.
+pub fn parse_name(
+    ctxt: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    what: &str,
+    example: &str,
+) -> syn::Result<Option<String>> {
+    let Some(lit) = parse_str(ctxt, meta, "name", example)? else {
+        return Ok(None);
+    };
+    if !is_valid_stored_name(&lit.value()) {
+        ctxt.error_spanned_by(
+            &lit,
+            format_args!("{what} `name` must be non-empty and without whitespace, such as `name = \"{example}\"`"),
+        );
+    }
+    Ok(Some(lit.value()))
 }
 
 /// Parses `key = 2` into a `u32` of at least 1.

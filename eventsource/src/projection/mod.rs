@@ -15,6 +15,7 @@
 
 mod runner;
 mod storage;
+mod view;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub use storage::{
     Checkpoint, CheckpointRepository, DeadLetterFilter, DeadLetterStatus, DlqRepository, DlqStats,
     FailedEvent, InMemoryCheckpointRepository, InMemoryDlqRepository,
 };
+pub use view::Event;
 
 use crate::error::{BoxError, DecodeError, StoreError};
 use crate::event::{DomainEvent, RecordedEvent};
@@ -38,6 +40,54 @@ use crate::event::{DomainEvent, RecordedEvent};
 ///
 /// `handle` sees every event of the log in order (with its envelope, position and
 /// metadata) and ignores those it does not care about by returning `Ok(())`.
+///
+/// Write it with `#[projection]` on the read model's impl block: one
+/// `#[handles(Event)] async fn` per event it reads (of any aggregate), taking an
+/// [`&Event<E>`](Event) (the payload, through `Deref`, and the envelope) and returning a
+/// `Result` whose error converts into [`BoxError`]. The name defaults to the type's
+/// (`#[projection(name = "...")]` sets it; `crate = "..."` renames the `eventsource`
+/// path). A payload that does not decode is an error, retried and then dead-lettered like
+/// a handler's.
+///
+/// `reset` (run before a rebuild) is the method marked `#[reset]`; without one, the value
+/// becomes `Default::default()`, so the type must implement `Default`. Mark a method
+/// `#[reset]` when the read model lives outside the value (a table, a connection pool).
+///
+/// ```
+/// use eventsource::projection::Projection;
+/// use eventsource::{DomainEvent, Event, projection};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+/// #[event(aggregate = "Order")]
+/// struct OrderPlaced { total: u64 }
+///
+/// #[derive(Debug)]
+/// struct NegativeTotal;
+/// impl std::fmt::Display for NegativeTotal {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("a total cannot be negative")
+///     }
+/// }
+/// impl std::error::Error for NegativeTotal {}
+///
+/// #[derive(Default)]
+/// struct Revenue { orders: u64, total: u64 }
+///
+/// #[projection(name = "revenue")]
+/// impl Revenue {
+///     #[handles(OrderPlaced)]
+///     async fn on_placed(&mut self, e: &Event<OrderPlaced>) -> Result<(), NegativeTotal> {
+///         self.orders += 1;
+///         self.total += e.total;
+///         Ok(())
+///     }
+/// }
+///
+/// assert_eq!(Revenue::default().name(), "revenue");
+/// ```
+///
+/// By hand, `handle` reads the [`RecordedEvent`] itself:
 ///
 /// ```
 /// use eventsource::projection::Projection;

@@ -1,0 +1,23 @@
+use eventsource::{handles, DomainEvent, Event};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[event(aggregate = "Order")]
+pub struct Created {
+    pub total: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub total: u64,
+}
+
+impl Summary {
+    #[handles(Created)]
+    async fn on_created(&mut self, e: &Event<'_, Created>) -> Result<(), std::io::Error> {
+        self.total += e.total;
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,24 @@
+use eventsource::{projection, DomainEvent, Event};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[event(aggregate = "Order")]
+pub struct Created {
+    pub total: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub total: u64,
+}
+
+#[projection]
+impl Summary {
+    #[handles(Created)]
+    async fn on_created(&mut self, e: &Event<Created>, factor: u64) -> Result<(), std::io::Error> {
+        self.total += e.total * factor;
+        Ok(())
+    }
+}
+
+fn main() {}
