@@ -47,7 +47,8 @@ fn every_example_runs_to_completion() {
         let started = Instant::now();
         let mut child = Command::new(&path)
             .current_dir(&data)
-            .env_remove("EVENTSOURCE_POSTGRES_URL")
+            .env_remove("EVENTSOURCE_QUICKSTART_POSTGRES")
+            .env_remove("EVENTSOURCE_QUICKSTART_DB")
             // Files, not pipes: a chatty example must not block on a full pipe.
             .stdout(std::fs::File::create(data.join("stdout")).unwrap())
             .stderr(std::fs::File::create(data.join("stderr")).unwrap())
@@ -72,4 +73,55 @@ fn every_example_runs_to_completion() {
         );
         assert!(!stdout.is_empty(), "example `{name}` printed nothing");
     }
+}
+
+/// `--postgres URL`: the same quick start against PostgreSQL, continuing on a second run.
+#[cfg(feature = "postgres")]
+#[test]
+fn the_quickstart_runs_on_postgres_and_continues_where_it_stopped() {
+    let url = eventsource_test::backend::postgres_url();
+    let connect = || async {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&url)
+            .await
+    };
+    let reachable = eventsource_test::block_on(async { connect().await.map(|_| ()) });
+    if eventsource_test::backend::require_or_skip("postgres", &url, reachable).is_none() {
+        return;
+    }
+    let schema = format!("quickstart_test_{}", std::process::id());
+    let run = || {
+        let output = Command::new(binary("quickstart"))
+            .args(["--postgres", &url, "--schema", &schema])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "quickstart failed\nstdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let first = run();
+    let second = run();
+    eventsource_test::block_on(async {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&connect().await.unwrap())
+            .await
+            .unwrap();
+    });
+    assert!(first.contains("(PostgreSQL)"), "{first}");
+    assert!(
+        first.contains("checkpoint was at 0, read 3 new events, now at 3"),
+        "{first}"
+    );
+    assert!(second.contains("It already holds 3 events"), "{second}");
+    assert!(
+        second.contains("checkpoint was at 3, read 4 new events, now at 7"),
+        "{second}"
+    );
+    assert!(second.contains("shipped"), "{second}");
 }
