@@ -86,6 +86,7 @@ struct Sql {
     schema_ddl: Vec<String>,
 }
 
+/// The columns of an event, in the order [`decode_row`] reads them.
 const COLUMNS: &str = "position, event_id, event_name, schema_version, aggregate_type, aggregate_id, \
     aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id, actor_id, \
     metadata::text AS metadata, payload::text AS payload";
@@ -268,39 +269,39 @@ impl Sql {
     }
 }
 
+/// Decodes a row whose first columns are [`COLUMNS`], by index (no column-name lookups
+/// on the read path).
 fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.try_get("position").map_err(backend)?;
+    let position: i64 = row.try_get(0).map_err(backend)?;
     let position = u64::try_from(position).map_err(|_| corrupt(0, "negative position"))?;
-    let metadata: String = row.try_get("metadata").map_err(backend)?;
-    let schema_version: i32 = row.try_get("schema_version").map_err(backend)?;
-    let version: i64 = row.try_get("aggregate_version").map_err(backend)?;
+    let schema_version: i32 = row.try_get(3).map_err(backend)?;
+    let version: i64 = row.try_get(6).map_err(backend)?;
+    let metadata: &str = row.try_get(13).map_err(backend)?;
     Ok(RecordedEvent {
         envelope: EventEnvelope {
-            event_id: row.try_get("event_id").map_err(backend)?,
-            event_name: row
-                .try_get::<String, _>("event_name")
-                .map_err(backend)?
-                .into(),
+            event_id: row.try_get(1).map_err(backend)?,
+            event_name: row.try_get::<String, _>(2).map_err(backend)?.into(),
             schema_version: u32::try_from(schema_version)
                 .map_err(|_| corrupt(position, "negative schema_version"))?,
-            aggregate_id: row.try_get("aggregate_id").map_err(backend)?,
-            aggregate_type: row
-                .try_get::<String, _>("aggregate_type")
-                .map_err(backend)?
-                .into(),
+            aggregate_type: row.try_get::<String, _>(4).map_err(backend)?.into(),
+            aggregate_id: row.try_get(5).map_err(backend)?,
             aggregate_version: u64::try_from(version)
                 .map_err(|_| corrupt(position, "negative aggregate_version"))?,
-            occurred_at: row.try_get("occurred_at").map_err(backend)?,
-            tenant_id: row.try_get("tenant_id").map_err(backend)?,
-            correlation_id: row.try_get("correlation_id").map_err(backend)?,
-            causation_id: row.try_get("causation_id").map_err(backend)?,
-            actor_id: row.try_get("actor_id").map_err(backend)?,
-            metadata: serde_json::from_str(&metadata)
-                .map_err(|e| corrupt(position, format!("metadata: {e}")))?,
+            occurred_at: row.try_get(7).map_err(backend)?,
+            tenant_id: row.try_get(9).map_err(backend)?,
+            correlation_id: row.try_get(10).map_err(backend)?,
+            causation_id: row.try_get(11).map_err(backend)?,
+            actor_id: row.try_get(12).map_err(backend)?,
+            metadata: if metadata == "{}" {
+                Default::default()
+            } else {
+                serde_json::from_str(metadata)
+                    .map_err(|e| corrupt(position, format!("metadata: {e}")))?
+            },
         },
-        payload: Payload::Json(row.try_get("payload").map_err(backend)?),
+        payload: Payload::Json(row.try_get(14).map_err(backend)?),
         position,
-        stored_at: row.try_get("stored_at").map_err(backend)?,
+        stored_at: row.try_get(8).map_err(backend)?,
     })
 }
 

@@ -136,7 +136,7 @@ impl OutboxRelay {
             retain_published: Some(Duration::from_secs(3600)),
             sql: Arc::new(RelaySql {
                 claim: format!(
-                    "SELECT o.id AS outbox_id, {COLUMNS} FROM {outbox} o JOIN {events} USING (position) \
+                    "SELECT {COLUMNS}, o.id AS outbox_id FROM {outbox} o JOIN {events} USING (position) \
                      WHERE o.status = 'pending' AND o.next_attempt_at <= now() \
                      AND o.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
                      ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED"
