@@ -201,7 +201,13 @@ impl Sql {
                         p_causes uuid[], p_actors text[], p_metas text[], p_payloads text[], p_lock bigint,
                         p_outbox boolean)
                     RETURNS TABLE (r_state text, r_position bigint, r_version bigint, r_stored_at timestamptz)
-                    LANGUAGE plpgsql AS $fn$
+                    LANGUAGE plpgsql
+                    -- PL/pgSQL caches a generic plan per connection after a few calls; made
+                    -- while the table is small (and before any ANALYZE) it would scan the
+                    -- whole table on every append for the life of the connection. The two
+                    -- lookups below are only ever index lookups, so say so.
+                    SET enable_seqscan = off
+                    AS $fn$
                     DECLARE
                         v_actual bigint;
                         v_now timestamptz := clock_timestamp();
