@@ -38,8 +38,8 @@ use std::time::Instant;
 
 use eventsource::projection::{Projection, ProjectionRunner};
 use eventsource::{
-    AggregateRepository, AggregateRoot, EventStore, ExpectedVersion, InMemoryEventStore, ReadAll,
-    RecordedEvent, SqliteEventStore,
+    AggregateRepository, AggregateRoot, EventStore, InMemoryEventStore, ReadAll, RecordedEvent,
+    SqliteEventStore,
 };
 use eventsource_bench::{Counter, Incremented};
 use futures_util::TryStreamExt;
@@ -259,12 +259,15 @@ fn throughput(events: u64, seconds: f64) -> serde_json::Map<String, serde_json::
 
 /// What the workloads run against: the event store, or the database alone (baselines).
 trait Target {
-    /// W1/W5: one append per event, expected version checked, aggregate after aggregate.
-    async fn appends_one_by_one(&self, aggregates: usize, per: usize) -> Result<u64, BoxError>;
-    /// W2/W6: one append of `per` events per new aggregate.
-    async fn appends_in_batches(&self, aggregates: usize, per: usize) -> Result<u64, BoxError>;
-    /// W3/W7 setup: one aggregate of `events` events, appended in batches of 100.
-    async fn long_stream(&self, events: usize) -> Result<Uuid, BoxError>;
+    /// `aggregates` new aggregates of `per` events each, aggregate after aggregate, in
+    /// append calls of `per_call` events with the expected version checked (W1/W5: 1 per
+    /// call; W2/W6: 100; W3/W7's stream: 100). Returns the last aggregate's id.
+    async fn appends(
+        &self,
+        aggregates: usize,
+        per: usize,
+        per_call: usize,
+    ) -> Result<Uuid, BoxError>;
     /// W3/W7: one load of that aggregate, checked to have `events` events.
     async fn load(&self, id: Uuid, events: u64) -> Result<(), BoxError>;
     /// W4/W8: every event in global order through a projection that counts them.
@@ -274,40 +277,23 @@ trait Target {
 }
 
 impl Target for Arc<dyn EventStore> {
-    async fn appends_one_by_one(&self, aggregates: usize, per: usize) -> Result<u64, BoxError> {
+    async fn appends(
+        &self,
+        aggregates: usize,
+        per: usize,
+        per_call: usize,
+    ) -> Result<Uuid, BoxError> {
         let repo = AggregateRepository::<Counter, _>::new(Arc::clone(self));
+        let mut id = Uuid::nil();
         for _ in 0..aggregates {
-            let mut counter = AggregateRoot::<Counter>::new(Uuid::now_v7());
-            for _ in 0..per {
+            id = Uuid::now_v7();
+            let mut counter = AggregateRoot::<Counter>::new(id);
+            for event in 1..=per {
                 counter.execute(Counter::increment)?;
-                repo.save(&mut counter).await?;
+                if event % per_call == 0 || event == per {
+                    repo.save(&mut counter).await?;
+                }
             }
-        }
-        Ok((aggregates * per) as u64)
-    }
-
-    async fn appends_in_batches(&self, aggregates: usize, per: usize) -> Result<u64, BoxError> {
-        let repo = AggregateRepository::<Counter, _>::new(Arc::clone(self));
-        for _ in 0..aggregates {
-            let mut counter = AggregateRoot::<Counter>::new(Uuid::now_v7());
-            for _ in 0..per {
-                counter.execute(Counter::increment)?;
-            }
-            repo.save(&mut counter).await?;
-        }
-        Ok((aggregates * per) as u64)
-    }
-
-    async fn long_stream(&self, events: usize) -> Result<Uuid, BoxError> {
-        let id = Uuid::now_v7();
-        let mut counter = AggregateRoot::<Counter>::new(id);
-        for chunk in 0..events.div_ceil(100) {
-            for _ in 0..100.min(events - chunk * 100) {
-                counter.execute(Counter::increment)?;
-            }
-            let expected = ExpectedVersion::Exact(counter.committed_version());
-            let batch = counter.take_uncommitted();
-            self.append("Counter", id, expected, &batch).await?;
         }
         Ok(id)
     }
@@ -430,34 +416,22 @@ async fn catch_up(
 /// One repetition of the selected workloads on a fresh `target`.
 async fn run_rep(target: &impl Target, args: &Args, rep: usize) -> Result<(), BoxError> {
     let backend = args.backend;
-    if args.needs(Workload::AppendOneByOne) {
-        let start = Instant::now();
-        let events = target.appends_one_by_one(10_000, 10).await?;
-        if args.wants(Workload::AppendOneByOne) {
-            let seconds = start.elapsed().as_secs_f64();
-            result_line(
-                backend,
-                Workload::AppendOneByOne,
-                rep,
-                throughput(events, seconds),
-            );
-        }
-    }
-    if args.needs(Workload::AppendBatches) {
-        let start = Instant::now();
-        let events = target.appends_in_batches(1_000, 100).await?;
-        if args.wants(Workload::AppendBatches) {
-            let seconds = start.elapsed().as_secs_f64();
-            result_line(
-                backend,
-                Workload::AppendBatches,
-                rep,
-                throughput(events, seconds),
-            );
+    for (workload, aggregates, per, per_call) in [
+        (Workload::AppendOneByOne, 10_000, 10, 1),
+        (Workload::AppendBatches, 1_000, 100, 100),
+    ] {
+        if args.needs(workload) {
+            let start = Instant::now();
+            target.appends(aggregates, per, per_call).await?;
+            if args.wants(workload) {
+                let seconds = start.elapsed().as_secs_f64();
+                let events = (aggregates * per) as u64;
+                result_line(backend, workload, rep, throughput(events, seconds));
+            }
         }
     }
     if args.needs(Workload::Load) {
-        let id = target.long_stream(10_000).await?;
+        let id = target.appends(1, 10_000, 100).await?;
         if args.wants(Workload::Load) {
             let mut load_ms = Vec::with_capacity(20);
             for _ in 0..20 {

@@ -3,9 +3,10 @@
 //! Both connect once to `EVENTSOURCE_BENCH_POSTGRES_URL` and give each repetition a
 //! fresh schema (`bench_<pid>_<rep>`, `bench_raw_<pid>_<rep>`), dropped afterwards.
 //!
-//! `pg-raw` measures the database-alone baselines of BENCH.md with plain sqlx, on a table
-//! with the store's columns, keys and indexes (without the store's `transaction_id`
-//! column, its append function and advisory lock), sending the same data:
+//! `pg-raw` measures the database-alone baselines of BENCH.md with plain sqlx, on the
+//! store's own table (created by `PostgresEventStore::migrate`; a plain `INSERT` fills
+//! `transaction_id` from its default), without the append function, its checks, advisory
+//! lock and `NOTIFY`, sending the same data:
 //!
 //! | workload | database alone |
 //! |---|---|
@@ -23,7 +24,7 @@ use eventsource::{AggregateRoot, EventStore, PostgresEventStore};
 use eventsource_bench::Counter;
 use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, Executor};
+use sqlx::{AssertSqlSafe, Connection};
 use uuid::Uuid;
 
 use crate::{Args, Backend, BoxError, Target, run_rep};
@@ -73,26 +74,28 @@ impl Server {
     /// One repetition on a fresh schema, dropped afterwards (also when the repetition fails).
     pub(crate) async fn run_rep(&self, args: &Args, rep: usize) -> Result<(), BoxError> {
         let pid = std::process::id();
-        match args.backend {
+        let (outcome, store) = match args.backend {
             Backend::PgRaw => {
-                let raw =
-                    RawPg::create(self.pool.clone(), &format!("bench_raw_{pid}_{rep}")).await?;
-                let outcome = run_rep(&raw, args, rep).await;
-                let dropped = raw.drop_schema().await;
-                outcome.and(dropped)
+                let raw = RawPg::create(&self.pool, &format!("bench_raw_{pid}_{rep}")).await?;
+                (run_rep(&raw, args, rep).await, raw.store)
             }
             _ => {
-                let schema = format!("bench_{pid}_{rep}");
-                let store = PostgresEventStore::with_pool(self.pool.clone(), &schema)?;
-                store.drop_schema().await?;
-                store.migrate().await?;
+                let store = fresh_schema(&self.pool, &format!("bench_{pid}_{rep}")).await?;
                 let target: Arc<dyn EventStore> = Arc::new(store.clone());
-                let outcome = run_rep(&target, args, rep).await;
-                let dropped = store.drop_schema().await.map_err(BoxError::from);
-                outcome.and(dropped)
+                (run_rep(&target, args, rep).await, store)
             }
-        }
+        };
+        let dropped = store.drop_schema().await.map_err(BoxError::from);
+        outcome.and(dropped)
     }
+}
+
+/// A store on a new, empty `schema` (dropped first if a previous run left it behind).
+async fn fresh_schema(pool: &PgPool, schema: &str) -> Result<PostgresEventStore, BoxError> {
+    let store = PostgresEventStore::with_pool(pool.clone(), schema)?;
+    store.drop_schema().await?;
+    store.migrate().await?;
+    Ok(store)
 }
 
 /// `url` with its password replaced by `***`.
@@ -121,7 +124,8 @@ const ROW_PARAMS: usize = 9;
 /// The database alone: a table like the store's, written and read with plain sqlx.
 struct RawPg {
     pool: PgPool,
-    schema: String,
+    /// Only for its table (and dropping it).
+    store: PostgresEventStore,
     /// `INSERT` of one row.
     insert_one: String,
     /// `INSERT` of 100 rows.
@@ -134,36 +138,9 @@ struct RawPg {
 }
 
 impl RawPg {
-    async fn create(pool: PgPool, schema: &str) -> Result<Self, BoxError> {
+    async fn create(pool: &PgPool, schema: &str) -> Result<Self, BoxError> {
+        let store = fresh_schema(&pool, schema).await?;
         let events = format!("{schema}.events");
-        let ddl = [
-            format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-            format!("CREATE SCHEMA {schema}"),
-            format!(
-                "CREATE TABLE {events} (
-                    position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                    event_id UUID NOT NULL UNIQUE,
-                    event_name TEXT NOT NULL,
-                    schema_version INT NOT NULL,
-                    aggregate_type TEXT NOT NULL,
-                    aggregate_id UUID NOT NULL,
-                    aggregate_version BIGINT NOT NULL,
-                    occurred_at TIMESTAMPTZ NOT NULL,
-                    stored_at TIMESTAMPTZ NOT NULL,
-                    tenant_id TEXT,
-                    correlation_id UUID,
-                    causation_id UUID,
-                    actor_id TEXT,
-                    metadata JSONB NOT NULL,
-                    payload JSONB NOT NULL,
-                    UNIQUE (aggregate_type, aggregate_id, aggregate_version)
-                )"
-            ),
-            format!("CREATE INDEX events_tenant ON {events} (tenant_id, position)"),
-        ];
-        for statement in ddl {
-            pool.execute(AssertSqlSafe(statement)).await?;
-        }
         let insert = |rows: usize| {
             let values: Vec<String> = (0..rows)
                 .map(|row| {
@@ -203,15 +180,9 @@ impl RawPg {
             all: format!("SELECT {COLUMNS} FROM {events} ORDER BY position"),
             metadata: serde_json::to_string(&event.envelope.metadata)?,
             payload: event.payload.to_json()?.into_owned(),
-            pool,
-            schema: schema.to_owned(),
+            pool: pool.clone(),
+            store,
         })
-    }
-
-    async fn drop_schema(&self) -> Result<(), BoxError> {
-        let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
-        self.pool.execute(AssertSqlSafe(drop)).await?;
-        Ok(())
     }
 
     /// Inserts versions `first..first + count` of `id`, one statement (one transaction).
@@ -241,27 +212,19 @@ impl RawPg {
 }
 
 impl Target for RawPg {
-    async fn appends_one_by_one(&self, aggregates: usize, per: usize) -> Result<u64, BoxError> {
+    async fn appends(
+        &self,
+        aggregates: usize,
+        per: usize,
+        per_call: usize,
+    ) -> Result<Uuid, BoxError> {
+        let mut id = Uuid::nil();
         for _ in 0..aggregates {
-            let id = Uuid::now_v7();
-            for version in 1..=per as u64 {
-                self.insert(id, version, 1).await?;
+            id = Uuid::now_v7();
+            for first in (1..=per).step_by(per_call) {
+                self.insert(id, first as u64, per_call.min(per + 1 - first))
+                    .await?;
             }
-        }
-        Ok((aggregates * per) as u64)
-    }
-
-    async fn appends_in_batches(&self, aggregates: usize, per: usize) -> Result<u64, BoxError> {
-        for _ in 0..aggregates {
-            self.insert(Uuid::now_v7(), 1, per).await?;
-        }
-        Ok((aggregates * per) as u64)
-    }
-
-    async fn long_stream(&self, events: usize) -> Result<Uuid, BoxError> {
-        let id = Uuid::now_v7();
-        for chunk in 0..events / 100 {
-            self.insert(id, chunk as u64 * 100 + 1, 100).await?;
         }
         Ok(id)
     }
