@@ -139,7 +139,7 @@ struct RawPg {
 
 impl RawPg {
     async fn create(pool: &PgPool, schema: &str) -> Result<Self, BoxError> {
-        let store = fresh_schema(&pool, schema).await?;
+        let store = fresh_schema(pool, schema).await?;
         let events = format!("{schema}.events");
         let insert = |rows: usize| {
             let values: Vec<String> = (0..rows)
