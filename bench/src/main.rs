@@ -1,89 +1,188 @@
 //! Runs the workloads of BENCH.md and prints one `RESULT {...}` line per measurement.
 //!
 //! ```text
-//! cargo run --release -p eventsource-bench -- --backend mem [--workloads W1,W3] [--reps 5]
+//! cargo run --release -p eventsource-bench -- --backend mem [--workloads W1,W3,P1] [--reps 5]
+//! cargo run --release -p eventsource-bench -- --backend sqlite [--workloads W5,W7]
+//! cargo run --release -p eventsource-bench --features postgres -- --backend pg
+//! cargo run --release -p eventsource-bench --features postgres -- --backend pg-raw
 //! ```
 //!
-//! `--backend sqlite` and `--backend pg` need the crate's `sqlite` / `postgres` features
-//! (`--all-features`); PostgreSQL is read from `EVENTSOURCE_BENCH_POSTGRES_URL`.
+//! | workload (mem / db) | what |
+//! |---|---|
+//! | `W1` / `W5` | one append call per event, expected version checked: 10,000 aggregates x 10 events |
+//! | `W2` / `W6` | one append call of 100 events per new aggregate: 1,000 aggregates x 100 events |
+//! | `W3` / `W7` | 20 loads of one aggregate of 10,000 events, state rebuilt (`load_ms`) |
+//! | `W4` / `W8` | the 210,000 events of W1-W3 in global order through a counting projection |
+//! | `P1` | the same 210,000 events through [`ProjectionRunner::catch_up`] with a counting projection; once with the runner's defaults (`"config":"default"`: a checkpoint after every event) and once with `checkpoint_every_batch` (`"config":"checkpoint_every_batch"`); in-memory checkpoints on every backend |
+//!
+//! The default workloads are all of them; `--workloads` takes a comma-separated subset
+//! (`W5` and `W1` mean the same workload; the backend decides which id is printed).
+//! `REPS` or `--reps` sets the repetitions: 5 in memory, 3 on a database by default. Each
+//! repetition runs on a fresh store: a new SQLite file, or a new PostgreSQL schema
+//! `bench_<pid>_<rep>` that is dropped afterwards.
+//!
+//! `--backend pg` and `--backend pg-raw` need the crate's `postgres` feature and read the
+//! server from `EVENTSOURCE_BENCH_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`). `pg-raw` measures the database alone
+//! (`"peer":"database"`), with plain sqlx on a table like the store's: see `pg.rs`.
 //!
 //! `--backend redis [--workloads R1,R3] [--reps 3]` (feature `redis`) measures the Redis
 //! Streams bus instead: see `redis_bus.rs`.
-#![allow(clippy::print_stdout)]
+//!
+//! [`ProjectionRunner::catch_up`]: eventsource::projection::ProjectionRunner::catch_up
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use eventsource::projection::{Projection, ProjectionRunner};
 use eventsource::{
-    AggregateRepository, AggregateRoot, EventStore, ExpectedVersion, InMemoryEventStore, ReadAll,
+    AggregateRepository, AggregateRoot, EventStore, InMemoryEventStore, ReadAll, RecordedEvent,
     SqliteEventStore,
 };
 use eventsource_bench::{Counter, Incremented};
 use futures_util::TryStreamExt;
 use uuid::Uuid;
 
+#[cfg(feature = "postgres")]
+mod pg;
 #[cfg(feature = "redis")]
 mod redis_bus;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The store under test and how to make a fresh one for each repetition.
+/// The store under test.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Backend {
     Mem,
     Sqlite,
+    /// `PostgresEventStore`.
+    Pg,
+    /// The database alone, through plain sqlx.
+    PgRaw,
 }
 
 impl Backend {
     fn parse(name: &str) -> Result<Self, BoxError> {
-        match name {
-            "mem" => Ok(Backend::Mem),
-            "sqlite" => Ok(Backend::Sqlite),
-            other => Err(format!("unknown backend `{other}`; available: mem, sqlite").into()),
+        let backend = match name {
+            "mem" => Backend::Mem,
+            "sqlite" => Backend::Sqlite,
+            "pg" => Backend::Pg,
+            "pg-raw" => Backend::PgRaw,
+            other => {
+                return Err(format!(
+                    "unknown backend `{other}`; available: mem, sqlite, pg, pg-raw{}",
+                    if cfg!(feature = "redis") {
+                        ", redis"
+                    } else {
+                        ""
+                    }
+                )
+                .into());
+            }
+        };
+        if matches!(backend, Backend::Pg | Backend::PgRaw) && !cfg!(feature = "postgres") {
+            return Err(format!(
+                "`--backend {name}` needs the `postgres` feature: \
+                 cargo run --release -p eventsource-bench --features postgres -- --backend {name}"
+            )
+            .into());
         }
+        Ok(backend)
     }
 
-    fn label(self) -> &'static str {
+    /// `peer` and `backend` of the RESULT lines.
+    fn labels(self) -> (&'static str, &'static str) {
         match self {
-            Backend::Mem => "mem",
-            Backend::Sqlite => "sqlite",
+            Backend::Mem => ("eventsource", "mem"),
+            Backend::Sqlite => ("eventsource", "sqlite"),
+            Backend::Pg => ("eventsource", "pg"),
+            Backend::PgRaw => ("database", "pg"),
         }
-    }
-
-    /// Workload ids: W1-W4 in memory, W5-W8 on a database.
-    fn workload_id(self, index: usize) -> String {
-        let offset = if self == Backend::Mem { 0 } else { 4 };
-        format!("W{}", index + offset)
     }
 
     fn default_reps(self) -> usize {
         if self == Backend::Mem { 5 } else { 3 }
     }
+}
 
-    async fn fresh_store(self) -> Result<Arc<dyn EventStore>, BoxError> {
-        match self {
-            Backend::Mem => Ok(Arc::new(InMemoryEventStore::new())),
-            Backend::Sqlite => {
-                // A fresh file per repetition, WAL, durable commits (synchronous=FULL).
-                let path = std::env::temp_dir()
-                    .join(format!("eventsource-bench-{}.sqlite", Uuid::now_v7()));
-                let store = SqliteEventStore::open(&path).await?;
-                store.migrate().await?;
-                Ok(Arc::new(store))
-            }
+/// A workload, whatever the backend (W1 and W5 are the same workload on other stores).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Workload {
+    /// W1 / W5.
+    AppendOneByOne,
+    /// W2 / W6.
+    AppendBatches,
+    /// W3 / W7.
+    Load,
+    /// W4 / W8.
+    ProjectAll,
+    /// P1.
+    CatchUp,
+}
+
+impl Workload {
+    const ALL: [Workload; 5] = [
+        Workload::AppendOneByOne,
+        Workload::AppendBatches,
+        Workload::Load,
+        Workload::ProjectAll,
+        Workload::CatchUp,
+    ];
+
+    fn parse(id: &str) -> Result<Self, BoxError> {
+        match id.trim() {
+            "W1" | "W5" => Ok(Workload::AppendOneByOne),
+            "W2" | "W6" => Ok(Workload::AppendBatches),
+            "W3" | "W7" => Ok(Workload::Load),
+            "W4" | "W8" => Ok(Workload::ProjectAll),
+            "P1" => Ok(Workload::CatchUp),
+            other => Err(format!("unknown workload `{other}`; available: W1-W8 and P1").into()),
         }
+    }
+
+    /// The printed id: W1-W4 in memory, W5-W8 on a database.
+    fn id(self, backend: Backend) -> &'static str {
+        let mem = backend == Backend::Mem;
+        match self {
+            Workload::AppendOneByOne if mem => "W1",
+            Workload::AppendOneByOne => "W5",
+            Workload::AppendBatches if mem => "W2",
+            Workload::AppendBatches => "W6",
+            Workload::Load if mem => "W3",
+            Workload::Load => "W7",
+            Workload::ProjectAll if mem => "W4",
+            Workload::ProjectAll => "W8",
+            Workload::CatchUp => "P1",
+        }
+    }
+
+    /// Whether this workload needs the data set of `setup` (W4 and P1 read what W1-W3 wrote).
+    fn needs(self, setup: Workload) -> bool {
+        self == setup || matches!(self, Workload::ProjectAll | Workload::CatchUp)
     }
 }
 
 struct Args {
     backend: Backend,
-    workloads: Vec<usize>,
+    workloads: Vec<Workload>,
     reps: usize,
+}
+
+impl Args {
+    fn wants(&self, workload: Workload) -> bool {
+        self.workloads.contains(&workload)
+    }
+
+    fn needs(&self, setup: Workload) -> bool {
+        self.workloads.iter().any(|w| w.needs(setup))
+    }
 }
 
 fn parse_args() -> Result<Args, BoxError> {
     let mut backend = Backend::Mem;
-    let mut workloads = vec![1, 2, 3, 4];
+    let mut workloads = None;
     let mut reps = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -91,19 +190,18 @@ fn parse_args() -> Result<Args, BoxError> {
         match arg.as_str() {
             "--backend" => backend = Backend::parse(&value()?)?,
             "--workloads" => {
-                workloads = value()?
-                    .split(',')
-                    .map(|w| {
-                        let n: usize = w.trim_start_matches('W').parse()?;
-                        // W5-W8 are W1-W4 on a database.
-                        Ok::<_, BoxError>(if n > 4 { n - 4 } else { n })
-                    })
-                    .collect::<Result<_, _>>()?;
+                workloads = Some(
+                    value()?
+                        .split(',')
+                        .map(Workload::parse)
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
             }
             "--reps" => reps = Some(value()?.parse()?),
             "--help" | "-h" => {
                 println!(
-                    "usage: eventsource-bench [--backend mem|sqlite|pg] [--workloads W1,W2,W3,W4] [--reps N]"
+                    "usage: eventsource-bench [--backend mem|sqlite|pg|pg-raw] \
+                     [--workloads W1,W2,W3,W4,P1] [--reps N]"
                 );
                 std::process::exit(0);
             }
@@ -113,10 +211,16 @@ fn parse_args() -> Result<Args, BoxError> {
     let reps = match reps {
         Some(reps) => reps,
         None => match std::env::var("REPS") {
-            Ok(reps) => reps.parse()?,
+            Ok(reps) => reps.parse().map_err(|e| format!("REPS={reps:?}: {e}"))?,
             Err(_) => backend.default_reps(),
         },
     };
+    let mut workloads = workloads.unwrap_or_else(|| Workload::ALL.to_vec());
+    if backend == Backend::PgRaw && workloads.contains(&Workload::CatchUp) {
+        // The database alone has no projection runner.
+        workloads.retain(|w| *w != Workload::CatchUp);
+        eprintln!("note: P1 needs the event store; `--backend pg-raw` skips it");
+    }
     Ok(Args {
         backend,
         workloads,
@@ -124,167 +228,325 @@ fn parse_args() -> Result<Args, BoxError> {
     })
 }
 
-fn result_line(backend: Backend, workload: &str, rep: usize, events: u64, seconds: f64) {
-    let line = serde_json::json!({
-        "peer": "eventsource",
-        "backend": backend.label(),
-        "workload": workload,
+/// Prints one `RESULT` line with `fields` after the common ones.
+fn result_line(
+    backend: Backend,
+    workload: Workload,
+    rep: usize,
+    fields: serde_json::Map<String, serde_json::Value>,
+) {
+    let (peer, backend_label) = backend.labels();
+    let mut line = serde_json::json!({
+        "peer": peer,
+        "backend": backend_label,
+        "workload": workload.id(backend),
         "rep": rep,
-        "events": events,
-        "seconds": seconds,
-        "events_per_s": events as f64 / seconds,
     });
+    if let Some(map) = line.as_object_mut() {
+        map.extend(fields);
+    }
     println!("RESULT {line}");
 }
 
-/// W1/W5: one append call per event, expected version checked, aggregate after aggregate.
-async fn appends_one_by_one(
+/// A throughput measurement.
+fn throughput(events: u64, seconds: f64) -> serde_json::Map<String, serde_json::Value> {
+    let mut map = serde_json::Map::new();
+    map.insert("events".into(), events.into());
+    map.insert("seconds".into(), seconds.into());
+    map.insert("events_per_s".into(), (events as f64 / seconds).into());
+    map
+}
+
+/// What the workloads run against: the event store, or the database alone (baselines).
+trait Target {
+    /// `aggregates` new aggregates of `per` events each, aggregate after aggregate, in
+    /// append calls of `per_call` events with the expected version checked (W1/W5: 1 per
+    /// call; W2/W6: 100; W3/W7's stream: 100). Returns the last aggregate's id.
+    async fn appends(
+        &self,
+        aggregates: usize,
+        per: usize,
+        per_call: usize,
+    ) -> Result<Uuid, BoxError>;
+    /// W3/W7: one load of that aggregate, checked to have `events` events.
+    async fn load(&self, id: Uuid, events: u64) -> Result<(), BoxError>;
+    /// W4/W8: every event in global order through a projection that counts them.
+    async fn project_all(&self) -> Result<u64, BoxError>;
+    /// The event store, for workloads that need more than these calls (P1).
+    fn store(&self) -> Option<&Arc<dyn EventStore>>;
+}
+
+impl Target for Arc<dyn EventStore> {
+    async fn appends(
+        &self,
+        aggregates: usize,
+        per: usize,
+        per_call: usize,
+    ) -> Result<Uuid, BoxError> {
+        let repo = AggregateRepository::<Counter, _>::new(Arc::clone(self));
+        let mut id = Uuid::nil();
+        for _ in 0..aggregates {
+            id = Uuid::now_v7();
+            let mut counter = AggregateRoot::<Counter>::new(id);
+            for event in 1..=per {
+                counter.execute(Counter::increment)?;
+                if event % per_call == 0 || event == per {
+                    repo.save(&mut counter).await?;
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    async fn load(&self, id: Uuid, events: u64) -> Result<(), BoxError> {
+        let repo = AggregateRepository::<Counter, _>::new(Arc::clone(self));
+        let counter = repo.load(id).await?;
+        if counter.state().count != events || counter.version() != events {
+            return Err(format!(
+                "loaded {:?} at version {}",
+                counter.state(),
+                counter.version()
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    async fn project_all(&self) -> Result<u64, BoxError> {
+        let mut projection = CountingProjection::default();
+        let mut events = self.read_all(ReadAll::from_start());
+        while let Some(event) = events.try_next().await? {
+            projection.count(&event)?;
+        }
+        projection.check()
+    }
+
+    fn store(&self) -> Option<&Arc<dyn EventStore>> {
+        Some(self)
+    }
+}
+
+/// Counts events and sums their amounts (decoding each payload), for W4/W8 and P1.
+#[derive(Default)]
+struct CountingProjection {
+    count: u64,
+    sum: u64,
+}
+
+impl CountingProjection {
+    fn count(&mut self, event: &RecordedEvent) -> Result<(), BoxError> {
+        let amount = event
+            .as_event::<Incremented>()?
+            .ok_or_else(|| format!("unexpected event `{}`", event.name()))?
+            .amount;
+        self.count += 1;
+        self.sum += amount;
+        Ok(())
+    }
+
+    fn check(&self) -> Result<u64, BoxError> {
+        if self.sum != self.count {
+            return Err(format!(
+                "projection saw {} events but summed {}",
+                self.count, self.sum
+            )
+            .into());
+        }
+        Ok(self.count)
+    }
+}
+
+/// Shares its counts with the bench, which hands the projection itself to the runner.
+#[derive(Clone, Default)]
+struct SharedCounter(Arc<std::sync::Mutex<CountingProjection>>);
+
+#[eventsource::async_trait]
+impl Projection for SharedCounter {
+    fn name(&self) -> &str {
+        "bench-counter"
+    }
+
+    async fn handle(&mut self, event: &RecordedEvent) -> Result<(), BoxError> {
+        self.0
+            .lock()
+            .map_err(|_| "counter lock poisoned")?
+            .count(event)
+    }
+}
+
+/// P1: the whole log through `ProjectionRunner::catch_up`, in each configuration.
+async fn catch_up(
     store: &Arc<dyn EventStore>,
-    aggregates: usize,
-    per: usize,
-) -> Result<u64, BoxError> {
-    let repo = AggregateRepository::<Counter, _>::new(Arc::clone(store));
-    for _ in 0..aggregates {
-        let mut counter = AggregateRoot::<Counter>::new(Uuid::now_v7());
-        for _ in 0..per {
-            counter.execute(Counter::increment)?;
-            repo.save(&mut counter).await?;
+    backend: Backend,
+    rep: usize,
+) -> Result<(), BoxError> {
+    type Configure = fn(ProjectionRunner) -> ProjectionRunner;
+    let configs: [(&str, Configure); 2] = [
+        ("default", |runner| runner),
+        (
+            "checkpoint_every_batch",
+            ProjectionRunner::checkpoint_every_batch,
+        ),
+    ];
+    for (config, configure) in configs {
+        let counter = SharedCounter::default();
+        let mut runner = configure(ProjectionRunner::new(Arc::clone(store)).with(counter.clone()));
+        let start = Instant::now();
+        let report = runner.catch_up().await?;
+        let seconds = start.elapsed().as_secs_f64();
+        let events = counter
+            .0
+            .lock()
+            .map_err(|_| "counter lock poisoned")?
+            .check()?;
+        if report.delivered != events {
+            return Err(format!(
+                "runner delivered {} events, the projection counted {events}",
+                report.delivered
+            )
+            .into());
         }
+        let mut fields = throughput(events, seconds);
+        fields.insert("config".into(), config.into());
+        result_line(backend, Workload::CatchUp, rep, fields);
     }
-    Ok((aggregates * per) as u64)
+    Ok(())
 }
 
-/// W2/W6: one append call of `per` events per new aggregate.
-async fn appends_in_batches(
-    store: &Arc<dyn EventStore>,
-    aggregates: usize,
-    per: usize,
-) -> Result<u64, BoxError> {
-    let repo = AggregateRepository::<Counter, _>::new(Arc::clone(store));
-    for _ in 0..aggregates {
-        let mut counter = AggregateRoot::<Counter>::new(Uuid::now_v7());
-        for _ in 0..per {
-            counter.execute(Counter::increment)?;
+/// One repetition of the selected workloads on a fresh `target`.
+async fn run_rep(target: &impl Target, args: &Args, rep: usize) -> Result<(), BoxError> {
+    let backend = args.backend;
+    for (workload, aggregates, per, per_call) in [
+        (Workload::AppendOneByOne, 10_000, 10, 1),
+        (Workload::AppendBatches, 1_000, 100, 100),
+    ] {
+        if args.needs(workload) {
+            let start = Instant::now();
+            target.appends(aggregates, per, per_call).await?;
+            if args.wants(workload) {
+                let seconds = start.elapsed().as_secs_f64();
+                let events = (aggregates * per) as u64;
+                result_line(backend, workload, rep, throughput(events, seconds));
+            }
         }
-        repo.save(&mut counter).await?;
     }
-    Ok((aggregates * per) as u64)
+    if args.needs(Workload::Load) {
+        let id = target.appends(1, 10_000, 100).await?;
+        if args.wants(Workload::Load) {
+            let mut load_ms = Vec::with_capacity(20);
+            for _ in 0..20 {
+                let start = Instant::now();
+                target.load(id, 10_000).await?;
+                load_ms.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            let mut fields = serde_json::Map::new();
+            fields.insert("events".into(), 10_000.into());
+            fields.insert("load_ms".into(), load_ms.into());
+            result_line(backend, Workload::Load, rep, fields);
+        }
+    }
+    if args.wants(Workload::ProjectAll) {
+        let start = Instant::now();
+        let events = target.project_all().await?;
+        let seconds = start.elapsed().as_secs_f64();
+        result_line(
+            backend,
+            Workload::ProjectAll,
+            rep,
+            throughput(events, seconds),
+        );
+    }
+    if args.wants(Workload::CatchUp)
+        && let Some(store) = target.store()
+    {
+        catch_up(store, backend, rep).await?;
+    }
+    Ok(())
 }
 
-/// W3/W7 setup: one aggregate of `events` events, appended in batches of 100.
-async fn long_stream(store: &Arc<dyn EventStore>, events: usize) -> Result<Uuid, BoxError> {
-    let id = Uuid::now_v7();
-    let mut counter = AggregateRoot::<Counter>::new(id);
-    for chunk in 0..events.div_ceil(100) {
-        for _ in 0..100.min(events - chunk * 100) {
-            counter.execute(Counter::increment)?;
-        }
-        let expected = ExpectedVersion::Exact(counter.committed_version());
-        let batch = counter.take_uncommitted();
-        store.append("Counter", id, expected, &batch).await?;
-    }
-    Ok(id)
+/// A fresh SQLite file: WAL, durable commits (synchronous=FULL).
+async fn fresh_sqlite() -> Result<(Arc<dyn EventStore>, PathBuf), BoxError> {
+    let path = std::env::temp_dir().join(format!("eventsource-bench-{}.sqlite", Uuid::now_v7()));
+    let store = SqliteEventStore::open(&path).await?;
+    store.migrate().await?;
+    Ok((Arc::new(store), path))
 }
 
-/// W4/W8: every event in global order through a projection that counts them.
-async fn project_all(store: &Arc<dyn EventStore>) -> Result<u64, BoxError> {
-    let mut count = 0u64;
-    let mut sum = 0u64;
-    let mut events = store.read_all(ReadAll::from_start());
-    while let Some(event) = events.try_next().await? {
-        event
-            .payload
-            .with::<Incremented, _>(event.name(), |e| sum += e.amount)?;
-        count += 1;
+/// Removes a SQLite file and its WAL files.
+fn remove_sqlite(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        // Best effort: a leftover file in the temp dir is harmless.
+        let _ = std::fs::remove_file(file);
     }
-    if sum != count {
-        return Err(format!("projection saw {count} events but summed {sum}").into());
-    }
-    Ok(count)
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
-    let backend = args.backend;
+    #[cfg(feature = "postgres")]
+    let server = match args.backend {
+        Backend::Pg | Backend::PgRaw => Some(pg::Server::connect().await?),
+        _ => None,
+    };
     for rep in 0..args.reps {
-        let store = backend.fresh_store().await?;
-        if args.workloads.contains(&1) || args.workloads.contains(&4) {
-            let start = Instant::now();
-            let events = appends_one_by_one(&store, 10_000, 10).await?;
-            if args.workloads.contains(&1) {
-                result_line(
-                    backend,
-                    &backend.workload_id(1),
-                    rep,
-                    events,
-                    start.elapsed().as_secs_f64(),
-                );
+        match args.backend {
+            Backend::Mem => {
+                let store: Arc<dyn EventStore> = Arc::new(InMemoryEventStore::new());
+                run_rep(&store, &args, rep).await?;
             }
-        }
-        if args.workloads.contains(&2) || args.workloads.contains(&4) {
-            let start = Instant::now();
-            let events = appends_in_batches(&store, 1_000, 100).await?;
-            if args.workloads.contains(&2) {
-                result_line(
-                    backend,
-                    &backend.workload_id(2),
-                    rep,
-                    events,
-                    start.elapsed().as_secs_f64(),
-                );
+            Backend::Sqlite => {
+                let (store, path) = fresh_sqlite().await?;
+                let outcome = run_rep(&store, &args, rep).await;
+                drop(store);
+                remove_sqlite(&path);
+                outcome?;
             }
-        }
-        if args.workloads.contains(&3) || args.workloads.contains(&4) {
-            let id = long_stream(&store, 10_000).await?;
-            if args.workloads.contains(&3) {
-                let repo = AggregateRepository::<Counter, _>::new(Arc::clone(&store));
-                let mut load_ms = Vec::with_capacity(20);
-                for _ in 0..20 {
-                    let start = Instant::now();
-                    let counter = repo.load(id).await?;
-                    load_ms.push(start.elapsed().as_secs_f64() * 1e3);
-                    if counter.state().count != 10_000 || counter.version() != 10_000 {
-                        return Err(format!(
-                            "loaded {:?} at version {}",
-                            counter.state(),
-                            counter.version()
-                        )
-                        .into());
-                    }
-                }
-                let line = serde_json::json!({
-                    "peer": "eventsource",
-                    "backend": backend.label(),
-                    "workload": backend.workload_id(3),
-                    "rep": rep,
-                    "events": 10_000,
-                    "load_ms": load_ms,
-                });
-                println!("RESULT {line}");
+            #[cfg(feature = "postgres")]
+            Backend::Pg | Backend::PgRaw => {
+                let server = server.as_ref().ok_or("not connected to PostgreSQL")?;
+                server.run_rep(&args, rep).await?;
             }
-        }
-        if args.workloads.contains(&4) {
-            let start = Instant::now();
-            let events = project_all(&store).await?;
-            result_line(
-                backend,
-                &backend.workload_id(4),
-                rep,
-                events,
-                start.elapsed().as_secs_f64(),
-            );
+            #[cfg(not(feature = "postgres"))]
+            Backend::Pg | Backend::PgRaw => {
+                return Err("this backend needs the `postgres` feature".into());
+            }
         }
     }
     Ok(())
 }
 
-fn main() -> Result<(), BoxError> {
+fn main() -> std::process::ExitCode {
     #[cfg(feature = "redis")]
     if let Some(outcome) = redis_bus::main_if_selected() {
-        return outcome;
+        return report(outcome);
     }
-    let args = parse_args()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args))
+    let outcome = parse_args().and_then(|args| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(run(args))
+    });
+    report(outcome)
+}
+
+/// Prints an error as a sentence (not a `Debug` dump) and sets the exit code.
+fn report(outcome: Result<(), BoxError>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            let mut message = format!("error: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                // Many errors already print their source in their own message.
+                let cause_text = cause.to_string();
+                if !message.contains(&cause_text) {
+                    message.push_str(": ");
+                    message.push_str(&cause_text);
+                }
+                source = cause.source();
+            }
+            eprintln!("{message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
