@@ -1,5 +1,6 @@
 //! Event stores: the [`EventStore`] contract and its in-memory implementation.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -315,6 +316,33 @@ pub trait EventStore: Send + Sync {
                 .map_ok(|page| futures_util::stream::iter(page.into_iter().map(Ok)))
                 .try_flatten(),
         )
+    }
+}
+
+/// The event name and aggregate type of a stored row, borrowed from the registry when
+/// the event is a registered one (no allocation per row on the read path), owned
+/// otherwise.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn stored_names(
+    event_name: &str,
+    aggregate_type: &str,
+) -> (Cow<'static, str>, Cow<'static, str>) {
+    let registered = crate::registry::EventRegistry::global()
+        .ok()
+        .and_then(|registry| registry.get(event_name));
+    match registered {
+        Some(entry) if entry.aggregate_type == aggregate_type => (
+            Cow::Borrowed(entry.name),
+            Cow::Borrowed(entry.aggregate_type),
+        ),
+        Some(entry) => (
+            Cow::Borrowed(entry.name),
+            Cow::Owned(aggregate_type.to_owned()),
+        ),
+        None => (
+            Cow::Owned(event_name.to_owned()),
+            Cow::Owned(aggregate_type.to_owned()),
+        ),
     }
 }
 

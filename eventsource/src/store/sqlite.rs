@@ -5,6 +5,7 @@
 //! order and a reader following the log never misses an event; readers use their own
 //! connections and never see half an append.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,9 +223,9 @@ fn decode_rows(rows: &[SqliteRow]) -> Result<Vec<Arc<RecordedEvent>>, StoreError
 struct PageRow<'a>(
     u64,
     Uuid,
-    String,
+    #[serde(borrow)] Cow<'a, str>,
     u32,
-    String,
+    #[serde(borrow)] Cow<'a, str>,
     Uuid,
     u64,
     i64,
@@ -269,12 +270,13 @@ fn decode_page(text: &str) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
             let payload = row
                 .14
                 .ok_or_else(|| corrupt(position, "payload is not valid JSON"))?;
+            let (event_name, aggregate_type) = super::stored_names(&row.2, &row.4);
             Ok(Arc::new(RecordedEvent {
                 envelope: EventEnvelope {
                     event_id: row.1,
-                    event_name: row.2.into(),
+                    event_name,
                     schema_version: row.3,
-                    aggregate_type: row.4.into(),
+                    aggregate_type,
                     aggregate_id: row.5,
                     aggregate_version: row.6,
                     occurred_at: time(row.7, "occurred_at")?,

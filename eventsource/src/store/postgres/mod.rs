@@ -111,13 +111,13 @@ impl Sql {
             ),
             page: format!(
                 "SELECT {COLUMNS} FROM {events} WHERE position > $1 \
-                 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
                  AND ($2::text[] IS NULL OR aggregate_type = ANY($2)) AND ($3::text IS NULL OR tenant_id = $3) \
                  ORDER BY position LIMIT $4"
             ),
             head: format!(
                 "SELECT COALESCE(MAX(position), 0) FROM {events} \
-                 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+                 WHERE transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))"
             ),
             exists: format!("SELECT EXISTS (SELECT 1 FROM {events} WHERE event_id = $1)"),
             schema_ddl: vec![
@@ -283,13 +283,17 @@ fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let schema_version: i32 = row.try_get(3).map_err(backend)?;
     let version: i64 = row.try_get(6).map_err(backend)?;
     let metadata: &str = row.try_get(13).map_err(backend)?;
+    let (event_name, aggregate_type) = super::stored_names(
+        row.try_get(2).map_err(backend)?,
+        row.try_get(4).map_err(backend)?,
+    );
     Ok(RecordedEvent {
         envelope: EventEnvelope {
             event_id: row.try_get(1).map_err(backend)?,
-            event_name: row.try_get::<String, _>(2).map_err(backend)?.into(),
+            event_name,
             schema_version: u32::try_from(schema_version)
                 .map_err(|_| corrupt(position, "negative schema_version"))?,
-            aggregate_type: row.try_get::<String, _>(4).map_err(backend)?.into(),
+            aggregate_type,
             aggregate_id: row.try_get(5).map_err(backend)?,
             aggregate_version: u64::try_from(version)
                 .map_err(|_| corrupt(position, "negative aggregate_version"))?,
