@@ -17,8 +17,9 @@
 //! delayed. [`PostgresEventStore::reader_horizon`] shows how far readers are held back.
 //!
 //! Each append is one round trip: a PL/pgSQL function created by
-//! [`PostgresEventStore::migrate`] checks idempotency and the expected version and
-//! inserts the batch with `unnest` (the same SQL text for any batch size).
+//! [`PostgresEventStore::migrate`] checks the expected version and inserts the batch with
+//! `unnest` (the same SQL text for any batch size); stored ids (an idempotent retry) are
+//! looked for only when the version check or the insert refuses the batch.
 //!
 //! Next to the events, [`PostgresEventStore::migrate`] creates the tables of
 //! [`PostgresCheckpointRepository`], [`PostgresDlqRepository`] and the transactional
@@ -214,15 +215,18 @@ impl Sql {
                         v_positions bigint[];
                         v_versions bigint[];
                     BEGIN
-                        IF EXISTS (SELECT 1 FROM {events} WHERE event_id = ANY(p_ids)) THEN
-                            RETURN QUERY SELECT 'stored'::text, NULL::bigint, NULL::bigint, NULL::timestamptz;
-                            RETURN;
-                        END IF;
+                        -- Stored ids (an idempotent retry) are looked for only when the append
+                        -- cannot go ahead: here on a version mismatch, below on a unique
+                        -- violation. The common append does one lookup.
                         SELECT COALESCE(MAX(aggregate_version), 0) INTO v_actual FROM {events}
                             WHERE aggregate_type = p_type AND aggregate_id = p_id;
                         IF NOT (p_kind = 'any' OR (p_kind = 'no_stream' AND v_actual = 0)
                                 OR (p_kind = 'exists' AND v_actual > 0) OR (p_kind = 'exact' AND v_actual = p_exact)) THEN
-                            RETURN QUERY SELECT 'conflict'::text, NULL::bigint, v_actual, NULL::timestamptz;
+                            IF EXISTS (SELECT 1 FROM {events} WHERE event_id = ANY(p_ids)) THEN
+                                RETURN QUERY SELECT 'stored'::text, NULL::bigint, NULL::bigint, NULL::timestamptz;
+                            ELSE
+                                RETURN QUERY SELECT 'conflict'::text, NULL::bigint, v_actual, NULL::timestamptz;
+                            END IF;
                             RETURN;
                         END IF;
                         IF cardinality(p_ids) = 0 THEN
