@@ -319,6 +319,22 @@ fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     })
 }
 
+/// Runs `query` and decodes its rows as they arrive (decoding overlaps the server's
+/// work and the transfer instead of following them).
+async fn fetch_events<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    pool: &PgPool,
+    expected: usize,
+) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+    use futures_util::TryStreamExt;
+    let mut rows = query.fetch(pool);
+    let mut events = Vec::with_capacity(expected);
+    while let Some(row) = rows.try_next().await.map_err(backend)? {
+        events.push(Arc::new(decode_row(&row)?));
+    }
+    Ok(events)
+}
+
 fn decode_rows(rows: &[PgRow]) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
     rows.iter()
         .map(|row| decode_row(row).map(Arc::new))
@@ -734,14 +750,11 @@ impl EventStore for PostgresEventStore {
         aggregate_id: Uuid,
         after_version: u64,
     ) -> Result<StreamEvents, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(self.sql.stream.clone()))
+        let query = sqlx::query(AssertSqlSafe(self.sql.stream.clone()))
             .bind(aggregate_type)
             .bind(aggregate_id)
-            .bind(to_i64(after_version, "version")?)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        let events = decode_rows(&rows)?;
+            .bind(to_i64(after_version, "version")?);
+        let events = fetch_events(query, &self.pool, 0).await?;
         let version = match events.last() {
             Some(last) => last.aggregate_version(),
             None => self.stream_version(aggregate_type, aggregate_id).await?,
@@ -756,15 +769,12 @@ impl EventStore for PostgresEventStore {
         max: usize,
     ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
         let types = (!query.aggregate_types.is_empty()).then_some(&query.aggregate_types);
-        let rows = sqlx::query(AssertSqlSafe(self.sql.page.clone()))
+        let page = sqlx::query(AssertSqlSafe(self.sql.page.clone()))
             .bind(to_i64(after, "position")?)
             .bind(types)
             .bind(query.tenant_id.as_deref())
-            .bind(i64::try_from(max).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        decode_rows(&rows)
+            .bind(i64::try_from(max).unwrap_or(i64::MAX));
+        fetch_events(page, &self.pool, max).await
     }
 
     async fn stream_version(
