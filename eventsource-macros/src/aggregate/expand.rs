@@ -129,6 +129,7 @@ pub fn expand(def: &AggregateDef<'_>) -> TokenStream {
                 const UNHANDLED: #root::Unhandled = #unhandled;
                 type Event = #event_enum;
 
+                #[inline]
                 fn apply_stored(
                     &mut self,
                     envelope: &#root::EventEnvelope,
