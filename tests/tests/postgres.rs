@@ -109,6 +109,21 @@ impl EventStore for TempSchema {
 
 eventsource_test::store_conformance_tests!(fresh());
 
+/// A new account stream with `deposits` events; its id.
+async fn new_account(store: &PostgresEventStore, deposits: usize) -> Uuid {
+    let id = Uuid::now_v7();
+    store
+        .append(
+            "ConformanceAccount",
+            id,
+            ExpectedVersion::NoStream,
+            &eventsource_test::conformance::deposits(id, 0, deposits),
+        )
+        .await
+        .unwrap();
+    id
+}
+
 #[tokio::test]
 async fn schema_names_are_validated() {
     for bad in ["Events", "a-b", "x; DROP TABLE y", "", "1abc"] {
@@ -376,16 +391,7 @@ async fn listen_notify_wakes_a_subscription_in_another_process() {
         .start();
     // Let the runner reach its wait (nothing to read yet).
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let id = Uuid::now_v7();
-    db.store
-        .append(
-            "ConformanceAccount",
-            id,
-            ExpectedVersion::NoStream,
-            &deposits(id, 0, 2),
-        )
-        .await
-        .unwrap();
+    new_account(&db.store, 2).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while seen.0.load(std::sync::atomic::Ordering::SeqCst) < 2 {
         assert!(
@@ -572,16 +578,7 @@ mod outbox {
             return;
         };
         let relay = OutboxRelay::new(&store, Arc::new(RecordingBus::default()));
-        let id = Uuid::now_v7();
-        store
-            .append(
-                "ConformanceAccount",
-                id,
-                ExpectedVersion::NoStream,
-                &deposits(id, 0, 3),
-            )
-            .await
-            .unwrap();
+        let id = new_account(&store, 3).await;
         // A refused append (conflict) writes no row; neither does an idempotent retry.
         store
             .append(
@@ -640,16 +637,7 @@ mod outbox {
             .batch_size(2)
             .max_attempts(3)
             .backoff(Duration::ZERO, Duration::ZERO);
-        let id = Uuid::now_v7();
-        store
-            .append(
-                "ConformanceAccount",
-                id,
-                ExpectedVersion::NoStream,
-                &deposits(id, 0, 3),
-            )
-            .await
-            .unwrap();
+        let id = new_account(&store, 3).await;
 
         bus.fail_with("broker down");
         let failed_once = relay.relay_once().await.unwrap();
@@ -727,16 +715,7 @@ mod outbox {
         };
         let bus = Arc::new(RecordingBus::default());
         let relay = OutboxRelay::new(&store, bus.clone());
-        let id = Uuid::now_v7();
-        store
-            .append(
-                "ConformanceAccount",
-                id,
-                ExpectedVersion::NoStream,
-                &deposits(id, 0, 3),
-            )
-            .await
-            .unwrap();
+        new_account(&store, 3).await;
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE {}.events SET metadata = '\"not a map\"' WHERE position = 2",
             store.schema()
@@ -783,16 +762,7 @@ mod outbox {
             let store = store.clone();
             writers.push(tokio::spawn(async move {
                 for _ in 0..25 {
-                    let id = Uuid::now_v7();
-                    store
-                        .append(
-                            "ConformanceAccount",
-                            id,
-                            ExpectedVersion::NoStream,
-                            &deposits(id, 0, 4),
-                        )
-                        .await
-                        .unwrap();
+                    new_account(&store, 4).await;
                 }
             }));
         }
