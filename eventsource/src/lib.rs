@@ -101,7 +101,7 @@ pub use store::{
 #[cfg(feature = "postgres")]
 pub use store::{
     OutboxRelay, PostgresCheckpointRepository, PostgresDlqRepository, PostgresEventStore,
-    TransactionalProjection,
+    PostgresProjection, TransactionalProjection,
 };
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteCheckpointRepository, SqliteDlqRepository, SqliteEventStore, SqliteOptions};

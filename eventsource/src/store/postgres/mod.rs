@@ -1,29 +1,5 @@
-//! PostgreSQL event store (feature `postgres`), on sqlx without compile-time queries.
-//!
-//! # Global order that never skips
-//!
-//! Positions come from an identity column, and each row records the id of the
-//! transaction that wrote it (`pg_current_xact_id()`). Readers of the global log only
-//! return rows whose transaction is older than every transaction still running
-//! (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`), so a row is never
-//! returned while a lower position may still be committed. That is sound only if
-//! transaction ids and positions are handed out in the same order, so the insert of
-//! an append (not the whole transaction, and not its commit) holds a session-level
-//! advisory lock per schema: appends to different streams wait for each other for the
-//! duration of one `INSERT`, never for each other's commit or fsync.
-//!
-//! The trade-off: any transaction that stays open on the database (even one that has
-//! nothing to do with events) holds readers back until it ends; appends are not
-//! delayed. [`PostgresEventStore::reader_horizon`] shows how far readers are held back.
-//!
-//! Each append is one round trip: a PL/pgSQL function created by
-//! [`PostgresEventStore::migrate`] checks the expected version and inserts the batch with
-//! `unnest` (the same SQL text for any batch size); stored ids (an idempotent retry) are
-//! looked for only when the version check or the insert refuses the batch.
-//!
-//! Next to the events, [`PostgresEventStore::migrate`] creates the tables of
-//! [`PostgresCheckpointRepository`], [`PostgresDlqRepository`] and the transactional
-//! outbox that [`OutboxRelay`] publishes.
+//! PostgreSQL event store (feature `postgres`), on sqlx without compile-time queries: see
+//! [`PostgresEventStore`].
 
 mod outbox;
 mod projection;
@@ -363,8 +339,32 @@ fn validate_schema(schema: &str) -> Result<(), StoreError> {
     }
 }
 
-/// An [`EventStore`] in PostgreSQL. See the [module docs](self) for how the global log
-/// stays gap-free for readers.
+/// An [`EventStore`] in PostgreSQL.
+///
+/// # Global order that never skips
+///
+/// Positions come from an identity column, and each row records the id of the
+/// transaction that wrote it (`pg_current_xact_id()`). Readers of the global log only
+/// return rows whose transaction is older than every transaction still running
+/// (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`), so a row is never
+/// returned while a lower position may still be committed. That is sound only if
+/// transaction ids and positions are handed out in the same order, so the insert of
+/// an append (not the whole transaction, and not its commit) holds a session-level
+/// advisory lock per schema: appends to different streams wait for each other for the
+/// duration of one `INSERT`, never for each other's commit or fsync.
+///
+/// The trade-off: any transaction that stays open on the database (even one that has
+/// nothing to do with events) holds readers back until it ends; appends are not
+/// delayed. [`PostgresEventStore::reader_horizon`] shows how far readers are held back.
+///
+/// Each append is one round trip: a PL/pgSQL function created by
+/// [`PostgresEventStore::migrate`] checks the expected version and inserts the batch with
+/// `unnest` (the same SQL text for any batch size); stored ids (an idempotent retry) are
+/// looked for only when the version check or the insert refuses the batch.
+///
+/// Next to the events, [`PostgresEventStore::migrate`] creates the tables of
+/// [`PostgresCheckpointRepository`], [`PostgresDlqRepository`] and the transactional
+/// outbox that [`OutboxRelay`] publishes.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), eventsource::StoreError> {

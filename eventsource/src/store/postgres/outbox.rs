@@ -1,27 +1,4 @@
-//! The transactional outbox and its relay.
-//!
-//! With [`PostgresEventStore::with_outbox`], every append also inserts one outbox row per
-//! event in the append's own transaction: an event is stored if and only if its outbox
-//! row is. An [`OutboxRelay`] publishes pending rows to an [`EventBus`], oldest first.
-//!
-//! # Delivery
-//!
-//! A relay claims a batch with `SELECT ... FOR UPDATE SKIP LOCKED` and keeps the row
-//! locks until the rows are marked published, so relays running at once (in one process
-//! or many) never publish the same row twice. A relay that dies mid-publish releases its
-//! locks when its connection drops; the rows are pending again and another relay
-//! publishes them: delivery is at least once, as with any outbox, so handlers should be
-//! idempotent (the event id is the key).
-//!
-//! Rows are claimed only once every older transaction has ended (the same horizon as
-//! the global log's readers), so a relay publishes in position order. A batch that fails
-//! to publish is retried with exponential backoff; rows waiting for a retry do not hold
-//! back younger rows. After `max_attempts` a row is marked `failed`: it stays, with its
-//! last error, until [`OutboxRelay::requeue_failed`] or a purge.
-//!
-//! The trade-off of holding row locks: the relay's transaction stays open while it
-//! publishes one batch (bounded by [`OutboxRelay::publish_timeout`]), and readers of the
-//! global log do not see events appended meanwhile until it ends.
+//! The transactional outbox and its relay: see [`OutboxRelay`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -63,8 +40,30 @@ pub struct OutboxCounts {
     pub failed: u64,
 }
 
-/// Publishes the outbox of a [`PostgresEventStore`] to an [`EventBus`]. See the
-/// [module docs](self) for the delivery guarantees.
+/// Publishes the outbox of a [`PostgresEventStore`] to an [`EventBus`].
+///
+/// With [`PostgresEventStore::with_outbox`], every append also inserts one outbox row per
+/// event in the append's own transaction: an event is stored if and only if its outbox
+/// row is. An [`OutboxRelay`] publishes pending rows to an [`EventBus`], oldest first.
+///
+/// # Delivery
+///
+/// A relay claims a batch with `SELECT ... FOR UPDATE SKIP LOCKED` and keeps the row
+/// locks until the rows are marked published, so relays running at once (in one process
+/// or many) never publish the same row twice. A relay that dies mid-publish releases its
+/// locks when its connection drops; the rows are pending again and another relay
+/// publishes them: delivery is at least once, as with any outbox, so handlers should be
+/// idempotent (the event id is the key).
+///
+/// Rows are claimed only once every older transaction has ended (the same horizon as
+/// the global log's readers), so a relay publishes in position order. A batch that fails
+/// to publish is retried with exponential backoff; rows waiting for a retry do not hold
+/// back younger rows. After `max_attempts` a row is marked `failed`: it stays, with its
+/// last error, until [`OutboxRelay::requeue_failed`] or a purge.
+///
+/// The trade-off of holding row locks: the relay's transaction stays open while it
+/// publishes one batch (bounded by [`OutboxRelay::publish_timeout`]), and readers of the
+/// global log do not see events appended meanwhile until it ends.
 ///
 /// ```no_run
 /// # async fn demo(store: eventsource::PostgresEventStore) -> Result<(), eventsource::StoreError> {
