@@ -212,6 +212,105 @@ async fn a_reader_never_skips_an_event_committed_out_of_order() {
     assert_eq!(store.reader_horizon().await.unwrap(), 0);
 }
 
+/// A transaction that has written gets an id older than the positions a later append of
+/// it would take; readers go by transaction ids, so such an append is refused (and the
+/// transaction stays usable), whether the earlier write was the caller's own or another
+/// append.
+#[tokio::test]
+async fn an_append_in_a_transaction_must_be_its_first_write() {
+    let Some(db) = fresh().await else { return };
+    let store = &db.store;
+    let notes = format!("{}.notes", store.schema());
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {notes} (note TEXT)"
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let is_refused = |outcome: Result<eventsource::AppendResult, StoreError>| {
+        matches!(
+            outcome,
+            Err(StoreError::InvalidAppend { ref reason, .. }) if reason.contains("first write")
+        )
+    };
+
+    // Own write first, then the append: refused; the transaction goes on and commits.
+    let a = Uuid::now_v7();
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {notes} VALUES ('written first')"
+    )))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let outcome = store
+        .append_in(
+            &mut tx,
+            "ConformanceAccount",
+            a,
+            ExpectedVersion::NoStream,
+            &deposits(a, 0, 1),
+        )
+        .await;
+    assert!(is_refused(outcome), "an append after a write is refused");
+    tx.commit().await.unwrap();
+    let kept: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {notes}")))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(kept, 1, "the transaction stayed usable and committed");
+    assert_eq!(
+        store.stream_version("ConformanceAccount", a).await.unwrap(),
+        0
+    );
+
+    // The append first, then the caller's rows: accepted. A second append: refused.
+    let (b, c) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut tx = store.pool().begin().await.unwrap();
+    store
+        .append_in(
+            &mut tx,
+            "ConformanceAccount",
+            b,
+            ExpectedVersion::NoStream,
+            &deposits(b, 0, 2),
+        )
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {notes} VALUES ('written after')"
+    )))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let outcome = store
+        .append_in(
+            &mut tx,
+            "ConformanceAccount",
+            c,
+            ExpectedVersion::NoStream,
+            &deposits(c, 0, 1),
+        )
+        .await;
+    assert!(is_refused(outcome), "a second append is refused");
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.stream_version("ConformanceAccount", b).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store.stream_version("ConformanceAccount", c).await.unwrap(),
+        0
+    );
+    let seen: Vec<_> = store
+        .read_all(ReadAll::from_start())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 2, "only the first append's events are stored");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_concurrent_exact_zero_appends_have_exactly_one_winner() {
     let Some(db) = fresh().await else { return };

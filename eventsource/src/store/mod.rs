@@ -457,6 +457,14 @@ macro_rules! forward_store {
                 (**self).read_all_batch(query, after, max).await
             }
 
+            fn read_all_batches(&self, query: ReadAll) -> BatchStream<'_> {
+                (**self).read_all_batches(query)
+            }
+
+            fn read_all(&self, query: ReadAll) -> EventStream<'_> {
+                (**self).read_all(query)
+            }
+
             async fn stream_version(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<u64, StoreError> {
                 (**self).stream_version(aggregate_type, aggregate_id).await
             }
