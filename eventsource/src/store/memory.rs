@@ -4,16 +4,17 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use chrono::Utc;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
-    AppendResult, EventStore, ExpectedVersion, ReadAll, StreamEvents, classify_stored,
-    validate_batch,
+    AppendResult, BatchStream, EventStore, EventStream, ExpectedVersion, ReadAll, StreamEvents,
+    classify_stored, validate_batch, validate_members,
 };
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{RecordedEvent, UncommittedEvent};
@@ -54,52 +55,117 @@ impl Hasher for IdHasher {
 
 type IdMap<V> = HashMap<Uuid, V, BuildHasherDefault<IdHasher>>;
 
+/// A stream's events as runs of consecutive global positions: an aggregate saved without
+/// another stream's events in between is one run, however many appends it took.
 struct Stream {
     aggregate_type: Cow<'static, str>,
-    /// The global position of each of the stream's events, by version (positions, not
-    /// `Arc`s: an append then bumps each event's reference count once, for the log).
-    positions: Vec<u64>,
+    /// The stream's version: how many events it has.
+    version: u64,
+    /// The first run (a stream exists once it has an event).
+    head: Run,
+    /// Further runs, in version order.
+    rest: Vec<Run>,
+}
+
+/// `len` events at the global positions `first..first + len`.
+#[derive(Clone, Copy)]
+struct Run {
+    first: u64,
+    len: u64,
+}
+
+impl Stream {
+    fn new(aggregate_type: Cow<'static, str>, first: u64, len: u64) -> Self {
+        Stream {
+            aggregate_type,
+            version: len,
+            head: Run { first, len },
+            rest: Vec::new(),
+        }
+    }
+
+    /// Records `len` more events at the positions `first..`.
+    fn extend(&mut self, first: u64, len: u64) {
+        self.version += len;
+        let last = self.rest.last_mut().unwrap_or(&mut self.head);
+        if last.first + last.len == first {
+            last.len += len;
+        } else {
+            self.rest.push(Run { first, len });
+        }
+    }
+
+    fn runs(&self) -> impl Iterator<Item = &Run> {
+        std::iter::once(&self.head).chain(&self.rest)
+    }
+}
+
+/// The streams of one aggregate id: almost always one.
+struct Streams {
+    first: Stream,
+    others: Vec<Stream>,
+}
+
+impl Streams {
+    fn find(&self, aggregate_type: &str) -> Option<&Stream> {
+        std::iter::once(&self.first)
+            .chain(&self.others)
+            .find(|stream| stream.aggregate_type == aggregate_type)
+    }
+
+    fn find_mut(&mut self, aggregate_type: &str) -> Option<&mut Stream> {
+        std::iter::once(&mut self.first)
+            .chain(&mut self.others)
+            .find(|stream| stream.aggregate_type == aggregate_type)
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     /// The global log; an event's position is its index + 1.
     log: Vec<Arc<RecordedEvent>>,
-    /// Streams by aggregate id (almost always one per id).
-    streams: IdMap<Vec<Stream>>,
+    /// Streams by aggregate id.
+    streams: IdMap<Streams>,
     /// Position of every stored event id.
     ids: IdMap<u64>,
 }
 
 impl Inner {
     fn stream(&self, aggregate_type: &str, aggregate_id: Uuid) -> Option<&Stream> {
-        self.streams
-            .get(&aggregate_id)?
-            .iter()
-            .find(|stream| stream.aggregate_type == aggregate_type)
+        self.streams.get(&aggregate_id)?.find(aggregate_type)
     }
 
-    fn event_at(&self, position: u64) -> Option<&Arc<RecordedEvent>> {
-        usize::try_from(position)
-            .ok()
-            .and_then(|p| self.log.get(p.checked_sub(1)?))
-    }
-
-    /// The stored events of a batch that is a retry, `None` when no id of it is stored;
-    /// an error for a batch that repeats stored ids without being a retry.
-    fn stored_batch(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: Uuid,
-        events: &[UncommittedEvent],
-    ) -> Result<Option<Vec<Arc<RecordedEvent>>>, StoreError> {
-        classify_stored(aggregate_type, aggregate_id, events, |id| {
-            self.ids
-                .get(&id)
-                .and_then(|position| self.event_at(*position))
+    /// Up to `max` events of the log after `after` that `query` accepts.
+    fn page(&self, query: &ReadAll, after: u64, max: usize) -> Vec<Arc<RecordedEvent>> {
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(self.log.len());
+        let tail = &self.log[start..];
+        if query.aggregate_types.is_empty() && query.tenant_id.is_none() {
+            tail[..max.min(tail.len())].to_vec()
+        } else {
+            tail.iter()
+                .filter(|event| query.accepts(event))
+                .take(max)
                 .cloned()
-        })
+                .collect()
+        }
     }
+}
+
+/// The stored events of a batch that is a retry, `None` when no id of it is stored;
+/// an error for a batch that repeats stored ids without being a retry.
+fn stored_batch(
+    log: &[Arc<RecordedEvent>],
+    ids: &IdMap<u64>,
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    events: &[UncommittedEvent],
+) -> Result<Option<Vec<Arc<RecordedEvent>>>, StoreError> {
+    classify_stored(aggregate_type, aggregate_id, events, |id| {
+        let index = usize::try_from(*ids.get(&id)?).ok()?.checked_sub(1)?;
+        log.get(index).cloned()
+    })
 }
 
 /// An [`EventStore`] in memory: thread-safe, with helpers for tests.
@@ -192,14 +258,26 @@ impl EventStore for InMemoryEventStore {
         expected: ExpectedVersion,
         events: &[UncommittedEvent],
     ) -> Result<AppendResult, StoreError> {
+        validate_members(aggregate_type, aggregate_id, events)?;
         let mut guard = self.write();
-        let actual = guard
-            .stream(aggregate_type, aggregate_id)
-            .map_or(0, |stream| stream.positions.len() as u64);
-        validate_batch(aggregate_type, aggregate_id, events)?;
+        // Read under the lock, so that storage times follow positions; and first, before
+        // the lookups below leave loads in flight for the clock read to wait on.
+        let stored_at = crate::clock::utc_now();
+        let inner = &mut *guard;
+        // One lookup of the aggregate id: the entry is filled in at the end.
+        let entry = inner.streams.entry(aggregate_id);
+        let actual = match &entry {
+            Entry::Occupied(streams) => streams
+                .get()
+                .find(aggregate_type)
+                .map_or(0, |stream| stream.version),
+            Entry::Vacant(_) => 0,
+        };
         if !expected.matches(actual) {
+            validate_batch(aggregate_type, aggregate_id, events)?;
             // A retry of a stored batch is idempotent even with a stale expectation.
-            return match guard.stored_batch(aggregate_type, aggregate_id, events)? {
+            return match stored_batch(&inner.log, &inner.ids, aggregate_type, aggregate_id, events)?
+            {
                 Some(stored) => Ok(AppendResult::retried(actual, stored)),
                 None => Err(ConcurrencyError {
                     aggregate_type: aggregate_type.to_owned(),
@@ -210,31 +288,38 @@ impl EventStore for InMemoryEventStore {
                 .into()),
             };
         }
-        if events.is_empty() {
+        let Some(first_event) = events.first() else {
             return Ok(AppendResult {
                 new_version: actual,
                 events: Vec::new(),
                 already_stored: false,
             });
-        }
+        };
         // Claim the ids first: one probe per event when none is stored yet (the common
         // case); on a collision, undo the claims and classify the batch.
-        let first = guard.log.len() as u64 + 1;
+        let first = inner.log.len() as u64 + 1;
         for (offset, event) in events.iter().enumerate() {
             let id = event.envelope.event_id;
-            match guard.ids.entry(id) {
+            match inner.ids.entry(id) {
                 Entry::Vacant(slot) => {
                     slot.insert(first + offset as u64);
                 }
                 Entry::Occupied(_) => {
                     for claimed in &events[..offset] {
-                        guard.ids.remove(&claimed.envelope.event_id);
+                        inner.ids.remove(&claimed.envelope.event_id);
                     }
-                    return match guard.stored_batch(aggregate_type, aggregate_id, events)? {
+                    // An id twice in the batch is refused here.
+                    validate_batch(aggregate_type, aggregate_id, events)?;
+                    return match stored_batch(
+                        &inner.log,
+                        &inner.ids,
+                        aggregate_type,
+                        aggregate_id,
+                        events,
+                    )? {
                         Some(stored) => Ok(AppendResult::retried(actual, stored)),
                         // classify_stored refuses a batch that repeats a stored id
-                        // without being a retry; an id twice in one batch was refused
-                        // by validate_batch.
+                        // without being a retry.
                         None => Err(StoreError::Corrupt {
                             position: 0,
                             reason: format!("event id {id} collided but is not stored"),
@@ -244,45 +329,47 @@ impl EventStore for InMemoryEventStore {
             }
         }
 
-        let stored_at = Utc::now();
-        let inner = &mut *guard;
-        let streams = inner.streams.entry(aggregate_id).or_default();
-        let index = match streams
-            .iter()
-            .position(|s| s.aggregate_type == aggregate_type)
-        {
-            Some(index) => index,
-            None => {
-                streams.push(Stream {
-                    aggregate_type: events[0].envelope.aggregate_type.clone(),
-                    positions: Vec::new(),
-                });
-                streams.len() - 1
+        let count = events.len() as u64;
+        match entry {
+            Entry::Occupied(streams) => {
+                let streams = streams.into_mut();
+                match streams.find_mut(aggregate_type) {
+                    Some(stream) => stream.extend(first, count),
+                    None => streams.others.push(Stream::new(
+                        first_event.envelope.aggregate_type.clone(),
+                        first,
+                        count,
+                    )),
+                }
             }
-        };
-        let stream = &mut streams[index];
+            Entry::Vacant(slot) => {
+                slot.insert(Streams {
+                    first: Stream::new(first_event.envelope.aggregate_type.clone(), first, count),
+                    others: Vec::new(),
+                });
+            }
+        }
         let mut recorded = Vec::with_capacity(events.len());
-        let mut version = actual;
-        stream.positions.reserve(events.len());
-        for event in events {
-            version += 1;
-            let position = inner.log.len() as u64 + 1;
+        inner.log.reserve(events.len());
+        for (version, event) in (actual + 1..).zip(events) {
             let mut envelope = event.envelope.clone();
             envelope.aggregate_version = version;
             let record = Arc::new(RecordedEvent {
                 envelope,
                 payload: event.payload.clone(),
-                position,
+                position: inner.log.len() as u64 + 1,
                 stored_at,
             });
             inner.log.push(Arc::clone(&record));
-            stream.positions.push(position);
             recorded.push(record);
         }
         drop(guard);
-        self.appended.notify_waiters();
+        // Only a holder of the signal can wait on it: with none, nobody follows the log.
+        if Arc::strong_count(&self.appended) > 1 {
+            self.appended.notify_waiters();
+        }
         Ok(AppendResult {
-            new_version: version,
+            new_version: actual + count,
             events: recorded,
             already_stored: false,
         })
@@ -298,23 +385,27 @@ impl EventStore for InMemoryEventStore {
         let Some(stream) = inner.stream(aggregate_type, aggregate_id) else {
             return Ok(StreamEvents::default());
         };
-        let skip = usize::try_from(after_version)
-            .unwrap_or(usize::MAX)
-            .min(stream.positions.len());
-        let positions = &stream.positions[skip..];
-        let mut events = Vec::with_capacity(positions.len());
-        for &position in positions {
-            let event = inner
-                .event_at(position)
+        let mut skip = after_version.min(stream.version);
+        let mut events = Vec::with_capacity(usize::try_from(stream.version - skip).unwrap_or(0));
+        for run in stream.runs() {
+            if skip >= run.len {
+                skip -= run.len;
+                continue;
+            }
+            let range = usize::try_from(run.first - 1 + skip)
+                .ok()
+                .zip(usize::try_from(run.first - 1 + run.len).ok())
+                .and_then(|(start, end)| inner.log.get(start..end))
                 .ok_or_else(|| StoreError::Corrupt {
-                    position,
+                    position: run.first + skip,
                     reason: "a stream names a position the log does not have".into(),
                 })?;
-            events.push(Arc::clone(event));
+            events.extend_from_slice(range);
+            skip = 0;
         }
         Ok(StreamEvents {
             events,
-            version: stream.positions.len() as u64,
+            version: stream.version,
         })
     }
 
@@ -324,20 +415,17 @@ impl EventStore for InMemoryEventStore {
         after: u64,
         max: usize,
     ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
-        let inner = self.read();
-        let start = usize::try_from(after)
-            .unwrap_or(usize::MAX)
-            .min(inner.log.len());
-        let tail = &inner.log[start..];
-        let unfiltered = query.aggregate_types.is_empty() && query.tenant_id.is_none();
-        Ok(if unfiltered {
-            tail[..max.min(tail.len())].to_vec()
-        } else {
-            tail.iter()
-                .filter(|event| query.accepts(event))
-                .take(max)
-                .cloned()
-                .collect()
+        Ok(self.read().page(query, after, max))
+    }
+
+    fn read_all_batches(&self, query: ReadAll) -> BatchStream<'_> {
+        Box::pin(Pages::new(self, query))
+    }
+
+    fn read_all(&self, query: ReadAll) -> EventStream<'_> {
+        Box::pin(Events {
+            pages: Pages::new(self, query),
+            page: Vec::new().into_iter(),
         })
     }
 
@@ -349,7 +437,7 @@ impl EventStore for InMemoryEventStore {
         Ok(self
             .read()
             .stream(aggregate_type, aggregate_id)
-            .map_or(0, |stream| stream.positions.len() as u64))
+            .map_or(0, |stream| stream.version))
     }
 
     async fn current_position(&self) -> Result<u64, StoreError> {
@@ -362,5 +450,248 @@ impl EventStore for InMemoryEventStore {
 
     fn append_signal(&self) -> Option<Arc<Notify>> {
         Some(Arc::clone(&self.appended))
+    }
+}
+
+/// [`InMemoryEventStore::read_all_batches`]: each page is taken under the read lock when
+/// polled, synchronously (there is nothing to wait for).
+struct Pages<'a> {
+    store: &'a InMemoryEventStore,
+    query: ReadAll,
+    after: u64,
+    /// Events left to read under the query's limit.
+    remaining: Option<u64>,
+    done: bool,
+}
+
+impl<'a> Pages<'a> {
+    fn new(store: &'a InMemoryEventStore, query: ReadAll) -> Self {
+        Pages {
+            store,
+            after: query.after,
+            remaining: query.limit,
+            query,
+            done: false,
+        }
+    }
+
+    /// The next page; empty once the reader has caught up or reached the limit.
+    fn next_page(&mut self) -> Vec<Arc<RecordedEvent>> {
+        let max = match self.remaining {
+            Some(left) => usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.query.batch_size),
+            None => self.query.batch_size,
+        };
+        if self.done || max == 0 {
+            self.done = true;
+            return Vec::new();
+        }
+        let page = self.store.read().page(&self.query, self.after, max);
+        match page.last() {
+            Some(last) => {
+                self.after = last.position;
+                if let Some(left) = &mut self.remaining {
+                    *left = left.saturating_sub(page.len() as u64);
+                }
+            }
+            None => self.done = true,
+        }
+        page
+    }
+}
+
+impl futures_core::Stream for Pages<'_> {
+    type Item = Result<Vec<Arc<RecordedEvent>>, StoreError>;
+
+    fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let page = self.get_mut().next_page();
+        Poll::Ready((!page.is_empty()).then_some(Ok(page)))
+    }
+}
+
+/// [`InMemoryEventStore::read_all`]: the events of [`Pages`], one at a time.
+struct Events<'a> {
+    pages: Pages<'a>,
+    page: std::vec::IntoIter<Arc<RecordedEvent>>,
+}
+
+impl futures_core::Stream for Events<'_> {
+    type Item = Result<Arc<RecordedEvent>, StoreError>;
+
+    fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(event) = this.page.next() {
+            return Poll::Ready(Some(Ok(event)));
+        }
+        this.page = this.pages.next_page().into_iter();
+        Poll::Ready(this.page.next().map(Ok))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use futures_util::{FutureExt, TryStreamExt};
+
+    use super::*;
+    use crate::event::{EventEnvelope, Payload};
+
+    const ACCOUNT: &str = "Account";
+
+    /// `n` events of `(aggregate_type, id)` numbered from `after + 1`, with JSON payloads.
+    fn events(aggregate_type: &'static str, id: Uuid, after: u64, n: u64) -> Vec<UncommittedEvent> {
+        (after + 1..=after + n)
+            .map(|version| UncommittedEvent {
+                envelope: EventEnvelope {
+                    event_id: Uuid::now_v7(),
+                    event_name: "Deposited".into(),
+                    schema_version: 1,
+                    aggregate_id: id,
+                    aggregate_type: aggregate_type.into(),
+                    aggregate_version: version,
+                    occurred_at: crate::clock::utc_now(),
+                    tenant_id: None,
+                    correlation_id: None,
+                    causation_id: None,
+                    actor_id: None,
+                    metadata: Default::default(),
+                },
+                payload: Payload::json(format!("{{\"version\":{version}}}")),
+            })
+            .collect()
+    }
+
+    async fn append(store: &InMemoryEventStore, aggregate_type: &'static str, id: Uuid, n: u64) {
+        let version = store.stream_version(aggregate_type, id).await.unwrap();
+        store
+            .append(
+                aggregate_type,
+                id,
+                ExpectedVersion::Exact(version),
+                &events(aggregate_type, id, version, n),
+            )
+            .await
+            .unwrap();
+    }
+
+    fn positions(events: &[Arc<RecordedEvent>]) -> Vec<u64> {
+        events.iter().map(|event| event.position).collect()
+    }
+
+    fn versions(events: &[Arc<RecordedEvent>]) -> Vec<u64> {
+        events
+            .iter()
+            .map(|event| event.aggregate_version())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_stream_interleaved_with_others_reads_back_across_its_runs() {
+        let store = InMemoryEventStore::new();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        append(&store, ACCOUNT, a, 2).await; // positions 1-2
+        append(&store, ACCOUNT, a, 1).await; // 3: extends the run
+        append(&store, ACCOUNT, b, 2).await; // 4-5
+        append(&store, "Ledger", a, 1).await; // 6: another stream of the same id
+        append(&store, ACCOUNT, a, 3).await; // 7-9: a second run
+
+        let stream = store.read_stream(ACCOUNT, a, 0).await.unwrap();
+        assert_eq!(stream.version, 6);
+        assert_eq!(positions(&stream.events), [1, 2, 3, 7, 8, 9]);
+        assert_eq!(versions(&stream.events), [1, 2, 3, 4, 5, 6]);
+        for after in 0..=7 {
+            let stream = store.read_stream(ACCOUNT, a, after).await.unwrap();
+            let expected: Vec<u64> = (after + 1..=6).collect();
+            assert_eq!(versions(&stream.events), expected, "after {after}");
+            assert_eq!(stream.version, 6);
+        }
+        let ledger = store.read_stream("Ledger", a, 0).await.unwrap();
+        assert_eq!(positions(&ledger.events), [6]);
+        assert_eq!(store.stream_version(ACCOUNT, b).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_id_twice_in_a_batch_is_refused_and_claims_nothing() {
+        let store = InMemoryEventStore::new();
+        let id = Uuid::now_v7();
+        let mut batch = events(ACCOUNT, id, 0, 3);
+        batch[2].envelope.event_id = batch[0].envelope.event_id;
+        let error = store
+            .append(ACCOUNT, id, ExpectedVersion::NoStream, &batch)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, StoreError::InvalidAppend { ref reason, .. } if reason.contains("twice")),
+            "{error}"
+        );
+        assert_eq!(store.event_count(), 0);
+        for event in &batch {
+            assert!(!store.event_exists(event.envelope.event_id).await.unwrap());
+        }
+        // The same ids in a valid batch are free to use.
+        batch.truncate(2);
+        store
+            .append(ACCOUNT, id, ExpectedVersion::NoStream, &batch)
+            .await
+            .unwrap();
+        assert_eq!(store.stream_version(ACCOUNT, id).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn read_all_pages_respect_the_batch_size_the_limit_and_the_filters() {
+        let store = InMemoryEventStore::new();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        append(&store, ACCOUNT, a, 5).await;
+        append(&store, "Ledger", b, 2).await;
+        append(&store, ACCOUNT, b, 4).await;
+
+        let pages: Vec<Vec<Arc<RecordedEvent>>> = store
+            .read_all_batches(ReadAll::after(1).batch_size(3).limit(8))
+            .try_collect()
+            .await
+            .unwrap();
+        let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [3, 3, 2]);
+        assert_eq!(positions(&pages.concat()), (2..=9).collect::<Vec<_>>());
+
+        let all: Vec<Arc<RecordedEvent>> = store
+            .read_all(ReadAll::from_start().batch_size(2))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(positions(&all), (1..=11).collect::<Vec<_>>());
+
+        let accounts: Vec<Arc<RecordedEvent>> = store
+            .read_all(ReadAll::after(3).aggregate_type(ACCOUNT).batch_size(2))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(positions(&accounts), [4, 5, 8, 9, 10, 11]);
+
+        let none: Vec<Arc<RecordedEvent>> = store
+            .read_all(ReadAll::from_start().limit(0))
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_follower_holding_the_signal_is_woken_by_an_append() {
+        let store = Arc::new(InMemoryEventStore::new());
+        let Some(signal) = store.append_signal() else {
+            panic!("the memory store has an append signal");
+        };
+        let notified = signal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        append(&store, ACCOUNT, Uuid::now_v7(), 1).await;
+        assert!(
+            notified.now_or_never().is_some(),
+            "the append notified the waiter"
+        );
+        assert_eq!(store.event_count(), 1);
     }
 }

@@ -1,5 +1,6 @@
 //! Event stores: the [`EventStore`] contract and its in-memory implementation.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use std::borrow::Cow;
 use std::fmt;
 use std::pin::Pin;
@@ -352,21 +353,13 @@ pub(crate) fn validate_batch(
     aggregate_id: Uuid,
     events: &[UncommittedEvent],
 ) -> Result<(), StoreError> {
-    let invalid = |reason: String| StoreError::InvalidAppend {
-        aggregate_type: aggregate_type.to_owned(),
-        aggregate_id,
-        reason,
-    };
-    for event in events {
-        let envelope = &event.envelope;
-        if envelope.aggregate_id != aggregate_id || envelope.aggregate_type != aggregate_type {
-            return Err(invalid(format!(
-                "event {} belongs to {} {}",
-                envelope.event_id, envelope.aggregate_type, envelope.aggregate_id
-            )));
-        }
-    }
+    validate_members(aggregate_type, aggregate_id, events)?;
     if events.len() > 1 {
+        let invalid = |reason: String| StoreError::InvalidAppend {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id,
+            reason,
+        };
         let mut ids: Vec<u128> = events
             .iter()
             .map(|e| e.envelope.event_id.as_u128())
@@ -377,6 +370,29 @@ pub(crate) fn validate_batch(
                 "event id {} appears twice in the batch",
                 Uuid::from_u128(pair[0])
             )));
+        }
+    }
+    Ok(())
+}
+
+/// The first half of [`validate_batch`]: every event belongs to the stream. (A store that
+/// finds repeated ids on its own, as it claims them, checks only this up front.)
+pub(crate) fn validate_members(
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    events: &[UncommittedEvent],
+) -> Result<(), StoreError> {
+    for event in events {
+        let envelope = &event.envelope;
+        if envelope.aggregate_id != aggregate_id || envelope.aggregate_type != aggregate_type {
+            return Err(StoreError::InvalidAppend {
+                aggregate_type: aggregate_type.to_owned(),
+                aggregate_id,
+                reason: format!(
+                    "event {} belongs to {} {}",
+                    envelope.event_id, envelope.aggregate_type, envelope.aggregate_id
+                ),
+            });
         }
     }
     Ok(())
@@ -425,36 +441,56 @@ pub(crate) fn classify_stored(
     Ok((!found.is_empty()).then_some(found))
 }
 
+/// The future an `async fn` of [`EventStore`] returns once `async_trait` has boxed it.
+type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// `EventStore` for pointers to a store. Each method hands back the inner store's boxed
+/// future as it is, rather than boxing a future that awaits it.
 macro_rules! forward_store {
     ($($ty:ty),*) => {$(
-        #[async_trait]
         impl<S: EventStore + ?Sized> EventStore for $ty {
-            async fn append(
-                &self,
-                aggregate_type: &str,
+            fn append<'life0, 'life1, 'life2, 'async_trait>(
+                &'life0 self,
+                aggregate_type: &'life1 str,
                 aggregate_id: Uuid,
                 expected: ExpectedVersion,
-                events: &[UncommittedEvent],
-            ) -> Result<AppendResult, StoreError> {
-                (**self).append(aggregate_type, aggregate_id, expected, events).await
+                events: &'life2 [UncommittedEvent],
+            ) -> StoreFuture<'async_trait, AppendResult>
+            where
+                'life0: 'async_trait,
+                'life1: 'async_trait,
+                'life2: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).append(aggregate_type, aggregate_id, expected, events)
             }
 
-            async fn read_stream(
-                &self,
-                aggregate_type: &str,
+            fn read_stream<'life0, 'life1, 'async_trait>(
+                &'life0 self,
+                aggregate_type: &'life1 str,
                 aggregate_id: Uuid,
                 after_version: u64,
-            ) -> Result<StreamEvents, StoreError> {
-                (**self).read_stream(aggregate_type, aggregate_id, after_version).await
+            ) -> StoreFuture<'async_trait, StreamEvents>
+            where
+                'life0: 'async_trait,
+                'life1: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).read_stream(aggregate_type, aggregate_id, after_version)
             }
 
-            async fn read_all_batch(
-                &self,
-                query: &ReadAll,
+            fn read_all_batch<'life0, 'life1, 'async_trait>(
+                &'life0 self,
+                query: &'life1 ReadAll,
                 after: u64,
                 max: usize,
-            ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
-                (**self).read_all_batch(query, after, max).await
+            ) -> StoreFuture<'async_trait, Vec<Arc<RecordedEvent>>>
+            where
+                'life0: 'async_trait,
+                'life1: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).read_all_batch(query, after, max)
             }
 
             fn read_all_batches(&self, query: ReadAll) -> BatchStream<'_> {
@@ -465,16 +501,36 @@ macro_rules! forward_store {
                 (**self).read_all(query)
             }
 
-            async fn stream_version(&self, aggregate_type: &str, aggregate_id: Uuid) -> Result<u64, StoreError> {
-                (**self).stream_version(aggregate_type, aggregate_id).await
+            fn stream_version<'life0, 'life1, 'async_trait>(
+                &'life0 self,
+                aggregate_type: &'life1 str,
+                aggregate_id: Uuid,
+            ) -> StoreFuture<'async_trait, u64>
+            where
+                'life0: 'async_trait,
+                'life1: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).stream_version(aggregate_type, aggregate_id)
             }
 
-            async fn current_position(&self) -> Result<u64, StoreError> {
-                (**self).current_position().await
+            fn current_position<'life0, 'async_trait>(&'life0 self) -> StoreFuture<'async_trait, u64>
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).current_position()
             }
 
-            async fn event_exists(&self, event_id: Uuid) -> Result<bool, StoreError> {
-                (**self).event_exists(event_id).await
+            fn event_exists<'life0, 'async_trait>(
+                &'life0 self,
+                event_id: Uuid,
+            ) -> StoreFuture<'async_trait, bool>
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).event_exists(event_id)
             }
 
             fn append_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
