@@ -220,25 +220,34 @@ impl Payload {
         }
     }
 
+    /// The typed value as `&E`: `None` for JSON text or a value of another type.
+    #[inline]
+    pub(crate) fn typed_ref<E: DomainEvent>(&self) -> Option<&E> {
+        match self {
+            Payload::Typed(value) => {
+                let value: &dyn Any = &**value;
+                value.downcast_ref::<E>()
+            }
+            Payload::Json(_) => None,
+        }
+    }
+
     /// Calls `f` with the payload as `&E`: a downcast for a typed payload, a decode for
     /// JSON. `name` is the stored event name, used in errors.
     ///
     /// # Errors
     /// [`DecodeError::Payload`] when the JSON does not fit `E`,
     /// [`DecodeError::TypeMismatch`] when a typed payload holds another type.
+    #[inline]
     pub fn with<E: DomainEvent, R>(
         &self,
         name: &str,
         f: impl FnOnce(&E) -> R,
     ) -> Result<R, DecodeError> {
         match self {
-            Payload::Typed(value) => match value.as_any().downcast_ref::<E>() {
+            Payload::Typed(value) => match self.typed_ref::<E>() {
                 Some(event) => Ok(f(event)),
-                None => Err(DecodeError::TypeMismatch {
-                    name: name.to_owned(),
-                    expected: std::any::type_name::<E>(),
-                    actual: value.rust_type(),
-                }),
+                None => Err(type_mismatch::<E>(name, &**value)),
             },
             Payload::Json(text) => match serde_json::from_str::<E>(text) {
                 Ok(event) => Ok(f(&event)),
@@ -266,6 +275,17 @@ impl Payload {
             }
             Payload::Typed(_) => self.with(name, E::clone),
         }
+    }
+}
+
+/// The error for a typed payload that is not an `E`.
+#[cold]
+#[inline(never)]
+fn type_mismatch<E: DomainEvent>(name: &str, value: &dyn ErasedEvent) -> DecodeError {
+    DecodeError::TypeMismatch {
+        name: name.to_owned(),
+        expected: std::any::type_name::<E>(),
+        actual: value.rust_type(),
     }
 }
 
@@ -324,8 +344,9 @@ impl RecordedEvent {
     }
 
     /// Whether the event is an `E` (by stored name).
+    #[inline]
     pub fn is<E: DomainEvent>(&self) -> bool {
-        self.envelope.event_name == E::NAME
+        is_name(&self.envelope.event_name, E::NAME)
     }
 
     /// Decodes the payload as `E`, checking name and schema version first.
@@ -351,6 +372,14 @@ impl RecordedEvent {
             stored_at,
         }
     }
+}
+
+/// `name == expected`, without comparing the bytes when `name` is `expected` itself (the
+/// usual case for an event recorded in this process, whose name borrows the constant).
+#[inline]
+pub(crate) fn is_name(name: &str, expected: &'static str) -> bool {
+    name.len() == expected.len()
+        && (std::ptr::eq(name.as_ptr(), expected.as_ptr()) || name == expected)
 }
 
 /// Checks that an envelope names `E` at its current schema version.

@@ -8,8 +8,27 @@ use crate::projection::Event;
 pub use crate::registry::EventRegistration;
 
 /// Decodes `payload` as `E` (checking the schema version) and calls `f` with it.
-#[inline]
+///
+/// The common case, a typed payload at the current schema version, is inlined into the
+/// generated dispatch; JSON and every error go through [`decode_with_slow`].
+#[inline(always)]
 pub fn decode_with<E: DomainEvent, R>(
+    envelope: &EventEnvelope,
+    payload: &Payload,
+    f: impl FnOnce(&E) -> R,
+) -> Result<R, ApplyError> {
+    if envelope.schema_version == E::VERSION
+        && let Some(event) = payload.typed_ref::<E>()
+    {
+        return Ok(f(event));
+    }
+    decode_with_slow(envelope, payload, f)
+}
+
+/// [`decode_with`] for JSON payloads, other schema versions and typed payloads of
+/// another type.
+#[inline(never)]
+fn decode_with_slow<E: DomainEvent, R>(
     envelope: &EventEnvelope,
     payload: &Payload,
     f: impl FnOnce(&E) -> R,

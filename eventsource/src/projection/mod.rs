@@ -136,13 +136,13 @@ impl RecordedEvent {
     /// # Errors
     /// [`DecodeError`] when the event is an `E` but does not decode (corrupt payload, other
     /// schema version).
+    #[inline]
     pub fn as_event<E: DomainEvent>(&self) -> Result<Option<Cow<'_, E>>, DecodeError> {
         if !self.is::<E>() {
             return Ok(None);
         }
-        if let crate::event::Payload::Typed(value) = &self.payload
-            && let Some(event) = value.as_any().downcast_ref::<E>()
-            && self.envelope.schema_version == E::VERSION
+        if self.envelope.schema_version == E::VERSION
+            && let Some(event) = self.payload.typed_ref::<E>()
         {
             return Ok(Some(Cow::Borrowed(event)));
         }
