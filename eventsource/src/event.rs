@@ -59,7 +59,11 @@ pub type Metadata = BTreeMap<String, serde_json::Value>;
 /// An envelope is stamped when an event is recorded on an
 /// [`AggregateRoot`](crate::AggregateRoot); the store adds the global position and the
 /// storage time (see [`RecordedEvent`]).
+// Laid out in declaration order, so that what every read looks at (the id, the name,
+// the schema version, the aggregate id) shares the first cache line instead of being
+// spread over the struct by the compiler's size-based ordering.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[repr(C)]
 pub struct EventEnvelope {
     /// Unique id of the event (UUID v7, time ordered). Appending an id that is already
     /// stored is an idempotent retry.
@@ -232,6 +236,14 @@ impl Payload {
         }
     }
 
+    /// [`typed_ref`](Self::typed_ref) out of line, for [`with`](Self::with): in a loop
+    /// over events (a replay), a call that returns the pointer in a register keeps the
+    /// type id (returned through memory by the virtual call) out of the loop.
+    #[inline(never)]
+    fn typed_ref_outlined<E: DomainEvent>(&self) -> Option<&E> {
+        self.typed_ref()
+    }
+
     /// Calls `f` with the payload as `&E`: a downcast for a typed payload, a decode for
     /// JSON. `name` is the stored event name, used in errors.
     ///
@@ -244,11 +256,26 @@ impl Payload {
         name: &str,
         f: impl FnOnce(&E) -> R,
     ) -> Result<R, DecodeError> {
+        match self.typed_ref_outlined::<E>() {
+            Some(event) => Ok(f(event)),
+            None => self.with_decoded(name, f),
+        }
+    }
+
+    /// [`with`](Self::with) for JSON text (decoded here) and typed values of another
+    /// type, out of line so that the typed path stays small where it is inlined.
+    #[inline(never)]
+    fn with_decoded<E: DomainEvent, R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&E) -> R,
+    ) -> Result<R, DecodeError> {
         match self {
-            Payload::Typed(value) => match self.typed_ref::<E>() {
-                Some(event) => Ok(f(event)),
-                None => Err(type_mismatch::<E>(name, &**value)),
-            },
+            Payload::Typed(value) => Err(DecodeError::TypeMismatch {
+                name: name.to_owned(),
+                expected: std::any::type_name::<E>(),
+                actual: value.rust_type(),
+            }),
             Payload::Json(text) => match serde_json::from_str::<E>(text) {
                 Ok(event) => Ok(f(&event)),
                 Err(source) => Err(DecodeError::Payload {
@@ -275,17 +302,6 @@ impl Payload {
             }
             Payload::Typed(_) => self.with(name, E::clone),
         }
-    }
-}
-
-/// The error for a typed payload that is not an `E`.
-#[cold]
-#[inline(never)]
-fn type_mismatch<E: DomainEvent>(name: &str, value: &dyn ErasedEvent) -> DecodeError {
-    DecodeError::TypeMismatch {
-        name: name.to_owned(),
-        expected: std::any::type_name::<E>(),
-        actual: value.rust_type(),
     }
 }
 

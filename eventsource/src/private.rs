@@ -9,34 +9,35 @@ pub use crate::registry::EventRegistration;
 
 /// Decodes `payload` as `E` (checking the schema version) and calls `f` with it.
 ///
-/// The common case, a typed payload at the current schema version, is inlined into the
-/// generated dispatch; JSON and every error go through [`decode_with_slow`].
+/// What the generated dispatch calls for each handled event: the same path as a
+/// hand-written `match` calling [`Payload::with`], plus the schema version check, whose
+/// error is built out of line.
 #[inline(always)]
 pub fn decode_with<E: DomainEvent, R>(
     envelope: &EventEnvelope,
     payload: &Payload,
     f: impl FnOnce(&E) -> R,
 ) -> Result<R, ApplyError> {
-    if envelope.schema_version == E::VERSION
-        && let Some(event) = payload.typed_ref::<E>()
-    {
-        return Ok(f(event));
-    }
-    decode_with_slow(envelope, payload, f)
-}
-
-/// [`decode_with`] for JSON payloads, other schema versions and typed payloads of
-/// another type.
-#[inline(never)]
-fn decode_with_slow<E: DomainEvent, R>(
-    envelope: &EventEnvelope,
-    payload: &Payload,
-    f: impl FnOnce(&E) -> R,
-) -> Result<R, ApplyError> {
     if envelope.schema_version != E::VERSION {
-        check_identity::<E>(envelope)?;
+        return Err(identity_error::<E>(envelope));
     }
     Ok(payload.with(&envelope.event_name, f)?)
+}
+
+/// The error for an envelope that does not name `E` at its current schema version.
+#[cold]
+#[inline(never)]
+fn identity_error<E: DomainEvent>(envelope: &EventEnvelope) -> ApplyError {
+    match check_identity::<E>(envelope) {
+        Err(error) => error.into(),
+        // Not reached: the caller saw another schema version.
+        Ok(()) => DecodeError::SchemaVersion {
+            name: E::NAME,
+            stored: envelope.schema_version,
+            expected: E::VERSION,
+        }
+        .into(),
+    }
 }
 
 /// Decodes `payload` as an owned `E` (checking the schema version).
