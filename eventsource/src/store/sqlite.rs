@@ -1,9 +1,11 @@
 //! SQLite event store (feature `sqlite`): the embedded default.
 //!
-//! One file, WAL mode, durable commits by default. Appends go through a single writer
-//! connection inside `BEGIN IMMEDIATE` transactions, so positions are assigned in commit
-//! order and a reader following the log never misses an event; readers use their own
-//! connections and never see half an append.
+//! One file, WAL mode, durable commits by default. Appends go through one dedicated writer
+//! connection; an append is a single `INSERT` that reads, checks and extends the stream's
+//! version itself and commits on its own, so positions are assigned in commit order and a
+//! reader following the log never misses an event. Only a refused append (a version
+//! conflict or a retried batch) takes a second look, in a `BEGIN IMMEDIATE` transaction.
+//! Readers use their own connections and never see half an append.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -13,11 +15,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
-use tokio::sync::Notify;
+use sqlx::{ConnectOptions, Connection, Row};
+use tokio::sync::{Mutex, MutexGuard, Notify};
 use uuid::Uuid;
 
 use super::{
@@ -81,6 +83,58 @@ const SCHEMA: &[&str] = &[
     )",
 ];
 
+/// The columns an appended row gets, in the order the append statements give them.
+macro_rules! insert_columns {
+    () => {
+        "INSERT INTO eventsource_events (event_id, event_name, schema_version, aggregate_type, aggregate_id, \
+         aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id, actor_id, metadata, payload) "
+    };
+}
+
+/// The stream's current version, and whether it meets the expectation given as a kind
+/// (0 any, 1 no stream, 2 an existing stream, 3 exactly) and a version, for the append
+/// statements below (`$type`, `$id`, `$kind`, `$exact` are their parameter numbers).
+macro_rules! current_version {
+    ($type:literal, $id:literal, $kind:literal, $exact:literal) => {
+        concat!(
+            "(SELECT COALESCE(MAX(aggregate_version), 0) AS current FROM eventsource_events \
+             WHERE aggregate_type = ?",
+            $type,
+            " AND aggregate_id = ?",
+            $id,
+            ") \
+             WHERE CASE ?",
+            $kind,
+            " WHEN 0 THEN 1 WHEN 1 THEN current = 0 WHEN 2 THEN current > 0 \
+             ELSE current = ?",
+            $exact,
+            " END"
+        )
+    };
+}
+
+/// Appends one event whose fields are bound one by one, if the stream's version meets
+/// the expectation; returns its position and version (no row when the expectation
+/// failed). One statement: SQLite commits it on its own, under the write lock it takes
+/// before reading the version.
+const APPEND_ONE: &str = concat!(
+    insert_columns!(),
+    "SELECT ?1, ?2, ?3, ?4, ?5, current + 1, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 FROM ",
+    current_version!("4", "5", "14", "15"),
+    " RETURNING position, aggregate_version"
+);
+
+/// [`APPEND_ONE`] for a batch given as one JSON array, numbered in array order.
+const APPEND_MANY: &str = concat!(
+    insert_columns!(),
+    "SELECT json_extract(value, '$.id'), json_extract(value, '$.name'), json_extract(value, '$.sv'), ?2, ?3, \
+     current + key + 1, json_extract(value, '$.at'), ?4, json_extract(value, '$.tenant'), json_extract(value, '$.corr'), \
+     json_extract(value, '$.caus'), json_extract(value, '$.actor'), json_extract(value, '$.meta'), \
+     json_extract(value, '$.payload') FROM json_each(?1), ",
+    current_version!("2", "3", "5", "6"),
+    " ORDER BY key RETURNING position, aggregate_version"
+);
+
 /// How a [`SqliteEventStore`] opens its file.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -118,11 +172,131 @@ impl Default for SqliteOptions {
 /// ```
 #[derive(Clone)]
 pub struct SqliteEventStore {
-    writer: SqlitePool,
+    writer: Arc<Writer>,
+    /// For the application's own tables ([`SqliteEventStore::pool`]); connects on first use.
+    pool: SqlitePool,
     reader: SqlitePool,
     path: PathBuf,
     outbox: bool,
     appended: Arc<Notify>,
+}
+
+/// The one connection that writes: appends, the outbox, checkpoints and dead letters, one
+/// call at a time in the order they ask. Held directly rather than in a pool, so a call is
+/// its statements and nothing else (a pool checks a connection out and back in with a
+/// round trip to the connection's thread each way).
+struct Writer {
+    connect: SqliteConnectOptions,
+    slot: Mutex<WriterSlot>,
+}
+
+enum WriterSlot {
+    Open(SqliteConnection),
+    /// The connection's thread is gone; the next call connects again.
+    Lost,
+    /// [`SqliteEventStore::close`] was called.
+    Closed,
+}
+
+/// The writer connection, held until dropped.
+struct WriterGuard<'a>(MutexGuard<'a, WriterSlot>);
+
+impl Writer {
+    async fn connect(connect: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let connection = connect.connect().await.map_err(backend)?;
+        Ok(Writer {
+            connect,
+            slot: Mutex::new(WriterSlot::Open(connection)),
+        })
+    }
+
+    /// Waits for the connection (connecting again if it was lost).
+    async fn lock(&self) -> Result<WriterGuard<'_>, StoreError> {
+        let mut slot = self.slot.lock().await;
+        match *slot {
+            WriterSlot::Open(_) => {}
+            WriterSlot::Lost => {
+                *slot = WriterSlot::Open(self.connect.connect().await.map_err(backend)?);
+            }
+            WriterSlot::Closed => return Err(backend(sqlx::Error::PoolClosed)),
+        }
+        Ok(WriterGuard(slot))
+    }
+
+    async fn close(&self) {
+        let mut slot = self.slot.lock().await;
+        if let WriterSlot::Open(connection) = std::mem::replace(&mut *slot, WriterSlot::Closed) {
+            // Closing flushes nothing that is not already committed; an error here
+            // leaves nothing to undo.
+            let _ = connection.close().await;
+        }
+    }
+}
+
+/// A statement with its arguments bound, for [`Writer`]'s one-statement calls.
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+impl Writer {
+    async fn fetch_optional(
+        &self,
+        query: SqliteQuery<'_>,
+    ) -> Result<Option<SqliteRow>, StoreError> {
+        let mut writer = self.lock().await?;
+        let outcome = query
+            .fetch_optional(writer.connection()?)
+            .await
+            .map_err(backend);
+        writer.check(outcome)
+    }
+
+    async fn fetch_one(&self, query: SqliteQuery<'_>) -> Result<SqliteRow, StoreError> {
+        let mut writer = self.lock().await?;
+        let outcome = query.fetch_one(writer.connection()?).await.map_err(backend);
+        writer.check(outcome)
+    }
+
+    async fn fetch_all(&self, query: SqliteQuery<'_>) -> Result<Vec<SqliteRow>, StoreError> {
+        let mut writer = self.lock().await?;
+        let outcome = query.fetch_all(writer.connection()?).await.map_err(backend);
+        writer.check(outcome)
+    }
+
+    /// Runs the statement; returns how many rows it changed.
+    async fn execute(&self, query: SqliteQuery<'_>) -> Result<u64, StoreError> {
+        let mut writer = self.lock().await?;
+        let outcome = query.execute(writer.connection()?).await.map_err(backend);
+        writer.check(outcome).map(|done| done.rows_affected())
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+impl WriterGuard<'_> {
+    /// The connection; `Err` only if [`WriterGuard::check`] marked it lost.
+    fn connection(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+        match &mut *self.0 {
+            WriterSlot::Open(connection) => Ok(connection),
+            WriterSlot::Lost => Err(backend(sqlx::Error::WorkerCrashed)),
+            WriterSlot::Closed => Err(backend(sqlx::Error::PoolClosed)),
+        }
+    }
+
+    /// Passes `outcome` through, marking the connection lost if its thread is gone.
+    fn check<T>(&mut self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Backend { source, .. }) = &outcome
+            && matches!(
+                source.downcast_ref::<sqlx::Error>(),
+                Some(sqlx::Error::WorkerCrashed)
+            )
+        {
+            *self.0 = WriterSlot::Lost;
+        }
+        outcome
+    }
 }
 
 impl std::fmt::Debug for SqliteEventStore {
@@ -334,18 +508,18 @@ impl SqliteEventStore {
             })
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
+        let writer = Writer::connect(connect.clone()).await?;
+        let pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(connect.clone())
-            .await
-            .map_err(backend)?;
+            .connect_lazy_with(connect.clone());
         let reader = SqlitePoolOptions::new()
             .max_connections(options.readers.max(1))
             .connect_with(connect.read_only(true))
             .await
             .map_err(backend)?;
         Ok(SqliteEventStore {
-            writer,
+            writer: Arc::new(writer),
+            pool,
             reader,
             path,
             outbox: options.outbox,
@@ -358,7 +532,13 @@ impl SqliteEventStore {
     /// # Errors
     /// Backend errors.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut writer = self.writer.lock().await?;
+        let outcome = Self::create_schema(writer.connection()?).await;
+        writer.check(outcome)
+    }
+
+    async fn create_schema(connection: &mut SqliteConnection) -> Result<(), StoreError> {
+        let mut tx = connection.begin().await.map_err(backend)?;
         for statement in SCHEMA {
             sqlx::query(*statement)
                 .execute(&mut *tx)
@@ -373,9 +553,11 @@ impl SqliteEventStore {
         &self.path
     }
 
-    /// The writer pool (one connection), for read models that want to live in the same file.
+    /// A pool of one connection to the file, for read models that want to live in the same
+    /// file. It is not the connection appends use: its writes and the store's take turns
+    /// through SQLite's lock, waiting up to [`SqliteOptions::busy_timeout`] for it.
     pub fn pool(&self) -> &SqlitePool {
-        &self.writer
+        &self.pool
     }
 
     /// Publishes up to `limit` pending outbox rows, oldest first, to `bus`, and marks them
@@ -394,15 +576,19 @@ impl SqliteEventStore {
         limit: usize,
         max_attempts: u32,
     ) -> Result<usize, StoreError> {
-        let page: String = sqlx::query_scalar(page_query!(
-            "SELECT e.* FROM eventsource_outbox o JOIN eventsource_events e ON e.position = o.position \
-             WHERE o.status = 'pending' ORDER BY o.id LIMIT ?1"
-        ))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_one(&self.writer)
-        .await
-        .map_err(backend)?;
-        let events = decode_page(&page)?;
+        let events = {
+            let mut writer = self.writer.lock().await?;
+            let page = sqlx::query(page_query!(
+                "SELECT e.* FROM eventsource_outbox o JOIN eventsource_events e ON e.position = o.position \
+                 WHERE o.status = 'pending' ORDER BY o.id LIMIT ?1"
+            ))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_one(writer.connection()?)
+            .await
+            .map_err(backend);
+            let page: String = writer.check(page)?.try_get(0).map_err(backend)?;
+            decode_page(&page)?
+        };
         if events.is_empty() {
             return Ok(0);
         }
@@ -413,18 +599,14 @@ impl SqliteEventStore {
             name: "outbox".into(),
             source,
         })?;
-        match bus.publish(&events).await {
-            Ok(()) => {
-                sqlx::query(
-                    "UPDATE eventsource_outbox SET status = 'published', attempts = attempts + 1 \
-                     WHERE position IN (SELECT value FROM json_each(?1))",
-                )
-                .bind(&positions)
-                .execute(&self.writer)
-                .await
-                .map_err(backend)?;
-                Ok(events.len())
-            }
+        // The writer is not held while the bus works: appends go on meanwhile.
+        let published = bus.publish(&events).await;
+        let update = match &published {
+            Ok(()) => sqlx::query(
+                "UPDATE eventsource_outbox SET status = 'published', attempts = attempts + 1 \
+                 WHERE position IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(&positions),
             Err(error) => {
                 tracing::warn!(%error, rows = events.len(), "outbox relay: publish failed");
                 sqlx::query(
@@ -435,12 +617,12 @@ impl SqliteEventStore {
                 .bind(&positions)
                 .bind(error.to_string())
                 .bind(i64::from(max_attempts))
-                .execute(&self.writer)
-                .await
-                .map_err(backend)?;
-                Ok(0)
             }
-        }
+        };
+        let mut writer = self.writer.lock().await?;
+        let done = update.execute(writer.connection()?).await.map_err(backend);
+        writer.check(done)?;
+        Ok(if published.is_ok() { events.len() } else { 0 })
     }
 
     /// Outbox rows by status (`pending`, `published`, `failed`).
@@ -470,37 +652,50 @@ impl SqliteEventStore {
     /// # Errors
     /// Backend errors.
     pub async fn purge_published_outbox(&self) -> Result<u64, StoreError> {
+        let mut writer = self.writer.lock().await?;
         let done = sqlx::query("DELETE FROM eventsource_outbox WHERE status = 'published'")
-            .execute(&self.writer)
+            .execute(writer.connection()?)
             .await
-            .map_err(backend)?;
-        Ok(done.rows_affected())
+            .map_err(backend);
+        Ok(writer.check(done)?.rows_affected())
     }
 
     /// Closes every connection (after which the store fails every call).
     pub async fn close(&self) {
         self.writer.close().await;
+        self.pool.close().await;
         self.reader.close().await;
     }
 
+    /// The events stored with any of `events`' ids, oldest first.
     async fn stored_with_ids(
-        tx: &mut Transaction<'static, Sqlite>,
-        ids_json: &str,
+        connection: &mut SqliteConnection,
+        events: &[UncommittedEvent],
     ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+        let ids = serde_json::to_string(
+            &events
+                .iter()
+                .map(|e| e.envelope.event_id.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|source| StoreError::Serialize {
+            name: "batch".into(),
+            source,
+        })?;
         let rows = sqlx::query(
             "SELECT position, event_id, event_name, schema_version, aggregate_type, aggregate_id, \
              aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id, actor_id, metadata, payload \
              FROM eventsource_events WHERE event_id IN (SELECT value FROM json_each(?1)) ORDER BY position",
         )
-        .bind(ids_json)
-        .fetch_all(&mut **tx)
+        .bind(ids)
+        .fetch_all(&mut *connection)
         .await
         .map_err(backend)?;
         decode_rows(&rows)
     }
 
-    async fn version_in(
-        tx: &mut Transaction<'static, Sqlite>,
+    async fn version_on(
+        connection: &mut SqliteConnection,
         aggregate_type: &str,
         id: &str,
     ) -> Result<u64, StoreError> {
@@ -509,7 +704,7 @@ impl SqliteEventStore {
         )
         .bind(aggregate_type)
         .bind(id)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *connection)
         .await
         .map_err(backend)?;
         Ok(u64::try_from(version).unwrap_or(0))
@@ -521,19 +716,6 @@ impl SqliteEventStore {
             .iter()
             .map(|event| {
                 let envelope = &event.envelope;
-                let payload = event
-                    .payload
-                    .to_json()
-                    .map_err(|source| StoreError::Serialize {
-                        name: envelope.event_name.to_string(),
-                        source,
-                    })?;
-                let metadata = serde_json::to_string(&envelope.metadata).map_err(|source| {
-                    StoreError::Serialize {
-                        name: envelope.event_name.to_string(),
-                        source,
-                    }
-                })?;
                 Ok(serde_json::json!({
                     "id": envelope.event_id.to_string(),
                     "name": envelope.event_name,
@@ -543,8 +725,8 @@ impl SqliteEventStore {
                     "corr": envelope.correlation_id.map(|id| id.to_string()),
                     "caus": envelope.causation_id.map(|id| id.to_string()),
                     "actor": envelope.actor_id,
-                    "meta": metadata,
-                    "payload": payload,
+                    "meta": metadata_json(event)?,
+                    "payload": payload_json(event)?,
                 }))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -553,6 +735,271 @@ impl SqliteEventStore {
             source,
         })
     }
+
+    /// Runs the append statement: one `INSERT` that reads the stream's version, checks it
+    /// against `expected` and numbers the events after it, returning each new row's
+    /// position and version. No row means the expectation did not hold; a unique
+    /// violation, that an id is already stored.
+    async fn insert(
+        connection: &mut SqliteConnection,
+        aggregate_type: &str,
+        id: &str,
+        expected: ExpectedVersion,
+        events: &[UncommittedEvent],
+        stored_at: i64,
+    ) -> Result<Result<Vec<SqliteRow>, sqlx::Error>, StoreError> {
+        let (kind, exact) = match expected {
+            ExpectedVersion::Any => (0, 0),
+            ExpectedVersion::NoStream => (1, 0),
+            ExpectedVersion::StreamExists => (2, 0),
+            ExpectedVersion::Exact(version) => (3, to_i64(version, "version")?),
+        };
+        let query = match events {
+            [event] => {
+                let envelope = &event.envelope;
+                sqlx::query(APPEND_ONE)
+                    .bind(envelope.event_id.to_string())
+                    .bind(envelope.event_name.as_ref())
+                    .bind(i64::from(envelope.schema_version))
+                    .bind(aggregate_type)
+                    .bind(id)
+                    .bind(micros(envelope.occurred_at))
+                    .bind(stored_at)
+                    .bind(envelope.tenant_id.as_deref())
+                    .bind(envelope.correlation_id.map(|id| id.to_string()))
+                    .bind(envelope.causation_id.map(|id| id.to_string()))
+                    .bind(envelope.actor_id.as_deref())
+                    .bind(metadata_json(event)?)
+                    .bind(payload_json(event)?.into_owned())
+                    .bind(kind)
+                    .bind(exact)
+            }
+            _ => sqlx::query(APPEND_MANY)
+                .bind(Self::batch_json(events)?)
+                .bind(aggregate_type)
+                .bind(id)
+                .bind(stored_at)
+                .bind(kind)
+                .bind(exact),
+        };
+        Ok(query.fetch_all(connection).await)
+    }
+
+    /// Why an append the statement refused was refused, looked at under the write lock:
+    /// `Ok(Some(_))` for an idempotent retry, `Err` for a conflict or a duplicate id,
+    /// `Ok(None)` when neither holds any more (the stream moved on between the two looks).
+    async fn refusal(
+        connection: &mut SqliteConnection,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        id: &str,
+        expected: ExpectedVersion,
+        events: &[UncommittedEvent],
+    ) -> Result<Option<AppendResult>, StoreError> {
+        let actual = Self::version_on(connection, aggregate_type, id).await?;
+        let stored = Self::stored_with_ids(connection, events).await?;
+        let retry = classify_stored(aggregate_type, aggregate_id, events, |event_id| {
+            stored.iter().find(|e| e.event_id() == event_id).cloned()
+        })?;
+        if let Some(stored) = retry {
+            return Ok(Some(AppendResult::retried(actual, stored)));
+        }
+        if !expected.matches(actual) {
+            return Err(ConcurrencyError {
+                aggregate_type: aggregate_type.to_owned(),
+                aggregate_id,
+                expected,
+                actual,
+            }
+            .into());
+        }
+        Ok(None)
+    }
+
+    /// The append on the writer connection: the statement alone when it succeeds (and no
+    /// outbox row is due), otherwise a `BEGIN IMMEDIATE` transaction that finds out why it
+    /// was refused, or inserts with the outbox rows.
+    async fn append_on(
+        &self,
+        connection: &mut SqliteConnection,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &[UncommittedEvent],
+    ) -> Result<AppendResult, StoreError> {
+        let id = aggregate_id.to_string();
+        if events.is_empty() {
+            let actual = Self::version_on(connection, aggregate_type, &id).await?;
+            if !expected.matches(actual) {
+                return Err(ConcurrencyError {
+                    aggregate_type: aggregate_type.to_owned(),
+                    aggregate_id,
+                    expected,
+                    actual,
+                }
+                .into());
+            }
+            return Ok(AppendResult {
+                new_version: actual,
+                events: Vec::new(),
+                already_stored: false,
+            });
+        }
+        let stored_at = Utc::now();
+        if !self.outbox {
+            match Self::insert(
+                connection,
+                aggregate_type,
+                &id,
+                expected,
+                events,
+                micros(stored_at),
+            )
+            .await?
+            {
+                Ok(rows) if !rows.is_empty() => {
+                    self.appended.notify_waiters();
+                    return recorded(events, &rows, stored_at);
+                }
+                Ok(_) => {}
+                Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {}
+                Err(error) => return Err(backend(error)),
+            }
+        }
+        let mut tx = connection
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        if let Some(retried) =
+            Self::refusal(&mut tx, aggregate_type, aggregate_id, &id, expected, events).await?
+        {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(retried);
+        }
+        // Under the write lock nothing moves: the expectation holds and no id is stored.
+        let rows = Self::insert(
+            &mut tx,
+            aggregate_type,
+            &id,
+            ExpectedVersion::Any,
+            events,
+            micros(stored_at),
+        )
+        .await?
+        .map_err(backend)?;
+        if self.outbox {
+            let positions = rows
+                .iter()
+                .map(|row| row.try_get::<i64, _>(0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            let positions =
+                serde_json::to_string(&positions).map_err(|source| StoreError::Serialize {
+                    name: "outbox".into(),
+                    source,
+                })?;
+            sqlx::query(
+                "INSERT INTO eventsource_outbox (position, created_at) SELECT value, ?2 FROM json_each(?1)",
+            )
+            .bind(positions)
+            .bind(micros(stored_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        self.appended.notify_waiters();
+        recorded(events, &rows, stored_at)
+    }
+}
+
+/// One event's metadata as JSON text.
+fn metadata_json(event: &UncommittedEvent) -> Result<String, StoreError> {
+    serde_json::to_string(&event.envelope.metadata).map_err(|source| StoreError::Serialize {
+        name: event.envelope.event_name.to_string(),
+        source,
+    })
+}
+
+/// One event's payload as JSON text.
+fn payload_json(event: &UncommittedEvent) -> Result<Cow<'_, str>, StoreError> {
+    event
+        .payload
+        .to_json()
+        .map_err(|source| StoreError::Serialize {
+            name: event.envelope.event_name.to_string(),
+            source,
+        })
+}
+
+/// The append's result from the rows the statement returned (position and version of
+/// each new row, in no particular order).
+fn recorded(
+    events: &[UncommittedEvent],
+    rows: &[SqliteRow],
+    stored_at: DateTime<Utc>,
+) -> Result<AppendResult, StoreError> {
+    let unexpected = |what: String| StoreError::backend(BACKEND, false, what);
+    if rows.len() != events.len() {
+        return Err(unexpected(format!(
+            "the append returned {} rows for {} events",
+            rows.len(),
+            events.len()
+        )));
+    }
+    let returned = rows
+        .iter()
+        .map(|row| {
+            let position: i64 = row.try_get(0).map_err(backend)?;
+            let version: i64 = row.try_get(1).map_err(backend)?;
+            match (u64::try_from(position), u64::try_from(version)) {
+                (Ok(position), Ok(version)) => Ok((position, version)),
+                _ => Err(unexpected(format!(
+                    "the append returned position {position}, version {version}"
+                ))),
+            }
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // The batch took the versions after the stream's: the least returned is the first.
+    let first = returned
+        .iter()
+        .map(|(_, version)| *version)
+        .min()
+        .unwrap_or(1);
+    let mut slots = vec![None; events.len()];
+    for (position, version) in returned {
+        let slot = usize::try_from(version - first)
+            .ok()
+            .and_then(|index| slots.get_mut(index))
+            .filter(|slot| slot.is_none())
+            .ok_or_else(|| {
+                unexpected(format!(
+                    "the append returned version {version} twice or out of range"
+                ))
+            })?;
+        *slot = Some((position, version));
+    }
+    let events = events
+        .iter()
+        .zip(slots)
+        .map(|(event, slot)| {
+            let (position, version) =
+                slot.ok_or_else(|| unexpected("the append left a version out".into()))?;
+            let mut envelope = event.envelope.clone();
+            envelope.aggregate_version = version;
+            Ok(Arc::new(RecordedEvent {
+                envelope,
+                payload: event.payload.clone(),
+                position,
+                stored_at,
+            }))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(AppendResult {
+        new_version: first - 1 + events.len() as u64,
+        events,
+        already_stored: false,
+    })
 }
 
 #[async_trait]
@@ -565,123 +1012,17 @@ impl EventStore for SqliteEventStore {
         events: &[UncommittedEvent],
     ) -> Result<AppendResult, StoreError> {
         validate_batch(aggregate_type, aggregate_id, events)?;
-        let batch = Self::batch_json(events)?;
-        let ids = serde_json::to_string(
-            &events
-                .iter()
-                .map(|e| e.envelope.event_id.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .map_err(|source| StoreError::Serialize {
-            name: "batch".into(),
-            source,
-        })?;
-        let id = aggregate_id.to_string();
-
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)?;
-        let actual = Self::version_in(&mut tx, aggregate_type, &id).await?;
-        if !events.is_empty() {
-            let stored = Self::stored_with_ids(&mut tx, &ids).await?;
-            let retry = classify_stored(aggregate_type, aggregate_id, events, |event_id| {
-                stored.iter().find(|e| e.event_id() == event_id).cloned()
-            })?;
-            if let Some(stored) = retry {
-                tx.rollback().await.map_err(backend)?;
-                return Ok(AppendResult {
-                    new_version: actual,
-                    events: stored,
-                    already_stored: true,
-                });
-            }
-        }
-        if !expected.matches(actual) {
-            tx.rollback().await.map_err(backend)?;
-            return Err(ConcurrencyError {
-                aggregate_type: aggregate_type.to_owned(),
+        let mut writer = self.writer.lock().await?;
+        let outcome = self
+            .append_on(
+                writer.connection()?,
+                aggregate_type,
                 aggregate_id,
                 expected,
-                actual,
-            }
-            .into());
-        }
-        if events.is_empty() {
-            tx.rollback().await.map_err(backend)?;
-            return Ok(AppendResult {
-                new_version: actual,
-                events: Vec::new(),
-                already_stored: false,
-            });
-        }
-        let stored_at = Utc::now();
-        let rows = sqlx::query(
-            "INSERT INTO eventsource_events (event_id, event_name, schema_version, aggregate_type, aggregate_id, \
-             aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id, actor_id, metadata, payload) \
-             SELECT json_extract(value, '$.id'), json_extract(value, '$.name'), json_extract(value, '$.sv'), ?2, ?3, \
-             ?4 + key + 1, json_extract(value, '$.at'), ?5, json_extract(value, '$.tenant'), json_extract(value, '$.corr'), \
-             json_extract(value, '$.caus'), json_extract(value, '$.actor'), json_extract(value, '$.meta'), \
-             json_extract(value, '$.payload') \
-             FROM json_each(?1) ORDER BY key \
-             RETURNING position, aggregate_version",
-        )
-        .bind(&batch)
-        .bind(aggregate_type)
-        .bind(&id)
-        .bind(to_i64(actual, "version")?)
-        .bind(micros(stored_at))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if self.outbox {
-            sqlx::query(
-                "INSERT INTO eventsource_outbox (position, created_at) \
-                 SELECT position, ?3 FROM eventsource_events WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND aggregate_version > ?4",
+                events,
             )
-            .bind(aggregate_type)
-            .bind(&id)
-            .bind(micros(stored_at))
-            .bind(to_i64(actual, "version")?)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)?;
-        self.appended.notify_waiters();
-
-        let mut positions = vec![0u64; events.len()];
-        for row in &rows {
-            let position: i64 = row.try_get(0).map_err(backend)?;
-            let version: i64 = row.try_get(1).map_err(backend)?;
-            let index = usize::try_from(version - to_i64(actual, "version")? - 1)
-                .ok()
-                .filter(|i| *i < positions.len())
-                .ok_or_else(|| corrupt(0, format!("insert returned version {version}")))?;
-            positions[index] =
-                u64::try_from(position).map_err(|_| corrupt(0, "negative position"))?;
-        }
-        let recorded = events
-            .iter()
-            .zip(positions)
-            .enumerate()
-            .map(|(i, (event, position))| {
-                let mut envelope = event.envelope.clone();
-                envelope.aggregate_version = actual + i as u64 + 1;
-                Arc::new(RecordedEvent {
-                    envelope,
-                    payload: event.payload.clone(),
-                    position,
-                    stored_at,
-                })
-            })
-            .collect();
-        Ok(AppendResult {
-            new_version: actual + events.len() as u64,
-            events: recorded,
-            already_stored: false,
-        })
+            .await;
+        writer.check(outcome)
     }
 
     async fn read_stream(
@@ -780,14 +1121,14 @@ impl EventStore for SqliteEventStore {
 /// [`SqliteEventStore::migrate`]).
 #[derive(Debug, Clone)]
 pub struct SqliteCheckpointRepository {
-    pool: SqlitePool,
+    writer: Arc<Writer>,
 }
 
 impl SqliteCheckpointRepository {
     /// Checkpoints next to `store`'s events.
     pub fn new(store: &SqliteEventStore) -> Self {
         SqliteCheckpointRepository {
-            pool: store.writer.clone(),
+            writer: Arc::clone(&store.writer),
         }
     }
 }
@@ -809,11 +1150,13 @@ impl crate::projection::CheckpointRepository for SqliteCheckpointRepository {
         &self,
         projection: &str,
     ) -> Result<Option<crate::projection::Checkpoint>, StoreError> {
-        let row = sqlx::query("SELECT * FROM eventsource_checkpoints WHERE projection = ?1")
-            .bind(projection)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = self
+            .writer
+            .fetch_optional(
+                sqlx::query("SELECT * FROM eventsource_checkpoints WHERE projection = ?1")
+                    .bind(projection),
+            )
+            .await?;
         row.as_ref().map(checkpoint_row).transpose()
     }
 
@@ -823,7 +1166,7 @@ impl crate::projection::CheckpointRepository for SqliteCheckpointRepository {
         position: u64,
         event_id: Option<Uuid>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO eventsource_checkpoints (projection, position, event_id, updated_at) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (projection) DO UPDATE SET position = excluded.position, event_id = excluded.event_id, \
              updated_at = excluded.updated_at",
@@ -831,27 +1174,28 @@ impl crate::projection::CheckpointRepository for SqliteCheckpointRepository {
         .bind(projection)
         .bind(to_i64(position, "position")?)
         .bind(event_id.map(|id| id.to_string()))
-        .bind(micros(Utc::now()))
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        .bind(micros(Utc::now()));
+        self.writer.execute(query).await?;
         Ok(())
     }
 
     async fn reset(&self, projection: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM eventsource_checkpoints WHERE projection = ?1")
-            .bind(projection)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        self.writer
+            .execute(
+                sqlx::query("DELETE FROM eventsource_checkpoints WHERE projection = ?1")
+                    .bind(projection),
+            )
+            .await?;
         Ok(())
     }
 
     async fn list(&self) -> Result<Vec<crate::projection::Checkpoint>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM eventsource_checkpoints ORDER BY projection")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+        let rows = self
+            .writer
+            .fetch_all(sqlx::query(
+                "SELECT * FROM eventsource_checkpoints ORDER BY projection",
+            ))
+            .await?;
         rows.iter().map(checkpoint_row).collect()
     }
 }
@@ -860,14 +1204,14 @@ impl crate::projection::CheckpointRepository for SqliteCheckpointRepository {
 /// [`SqliteEventStore::migrate`]).
 #[derive(Debug, Clone)]
 pub struct SqliteDlqRepository {
-    pool: SqlitePool,
+    writer: Arc<Writer>,
 }
 
 impl SqliteDlqRepository {
     /// Dead letters next to `store`'s events.
     pub fn new(store: &SqliteEventStore) -> Self {
         SqliteDlqRepository {
-            pool: store.writer.clone(),
+            writer: Arc::clone(&store.writer),
         }
     }
 }
@@ -914,7 +1258,7 @@ impl crate::projection::DlqRepository for SqliteDlqRepository {
     ) -> Result<crate::projection::FailedEvent, StoreError> {
         let payload = crate::projection::payload_text(event)?;
         let now = micros(Utc::now());
-        let row = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO eventsource_dead_letters (event_id, projection, event_name, position, payload, error, attempts, \
              first_failed_at, last_failed_at, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 'failed') \
              ON CONFLICT (event_id, projection) DO UPDATE SET error = excluded.error, \
@@ -929,26 +1273,21 @@ impl crate::projection::DlqRepository for SqliteDlqRepository {
         .bind(payload)
         .bind(error)
         .bind(i64::from(attempts))
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        dead_letter_row(&row)
+        .bind(now);
+        dead_letter_row(&self.writer.fetch_one(query).await?)
     }
 
     async fn list(
         &self,
         filter: &crate::projection::DeadLetterFilter,
     ) -> Result<Vec<crate::projection::FailedEvent>, StoreError> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT * FROM eventsource_dead_letters WHERE (?1 IS NULL OR projection = ?1) AND (?2 IS NULL OR status = ?2) \
              ORDER BY position, projection",
         )
         .bind(filter.projection.as_deref())
-        .bind(filter.status.map(|s| s.as_str()))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .bind(filter.status.map(|s| s.as_str()));
+        let rows = self.writer.fetch_all(query).await?;
         rows.iter().map(dead_letter_row).collect()
     }
 
@@ -957,14 +1296,12 @@ impl crate::projection::DlqRepository for SqliteDlqRepository {
         event_id: Uuid,
         projection: &str,
     ) -> Result<Option<crate::projection::FailedEvent>, StoreError> {
-        let row = sqlx::query(
+        let query = sqlx::query(
             "SELECT * FROM eventsource_dead_letters WHERE event_id = ?1 AND projection = ?2",
         )
         .bind(event_id.to_string())
-        .bind(projection)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        .bind(projection);
+        let row = self.writer.fetch_optional(query).await?;
         row.as_ref().map(dead_letter_row).transpose()
     }
 
@@ -976,7 +1313,7 @@ impl crate::projection::DlqRepository for SqliteDlqRepository {
         by: Option<&str>,
     ) -> Result<bool, StoreError> {
         let resolved = status == crate::projection::DeadLetterStatus::Resolved;
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE eventsource_dead_letters SET status = ?3, \
              resolved_by = CASE WHEN ?4 THEN ?5 ELSE resolved_by END, \
              resolved_at = CASE WHEN ?4 THEN ?6 ELSE resolved_at END \
@@ -987,11 +1324,8 @@ impl crate::projection::DlqRepository for SqliteDlqRepository {
         .bind(status.as_str())
         .bind(resolved)
         .bind(by)
-        .bind(micros(Utc::now()))
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        .bind(micros(Utc::now()));
+        Ok(self.writer.execute(query).await? > 0)
     }
 
     async fn stats(&self) -> Result<crate::projection::DlqStats, StoreError> {
@@ -1002,10 +1336,10 @@ impl crate::projection::DlqRepository for SqliteDlqRepository {
     }
 
     async fn delete_resolved(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM eventsource_dead_letters WHERE status = 'resolved'")
-            .execute(&self.pool)
+        self.writer
+            .execute(sqlx::query(
+                "DELETE FROM eventsource_dead_letters WHERE status = 'resolved'",
+            ))
             .await
-            .map_err(backend)?;
-        Ok(done.rows_affected())
     }
 }
