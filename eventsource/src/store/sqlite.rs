@@ -8,12 +8,17 @@
 //! Readers use their own connections and never see half an append.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use futures_util::future::MaybeDone;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -23,8 +28,8 @@ use tokio::sync::{Mutex, MutexGuard, Notify};
 use uuid::Uuid;
 
 use super::{
-    AppendResult, EventStore, ExpectedVersion, ReadAll, StreamEvents, classify_stored,
-    validate_batch,
+    AppendResult, BatchStream, EventStore, EventStream, ExpectedVersion, ReadAll, StreamEvents,
+    classify_stored, validate_batch,
 };
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{EventEnvelope, Payload, RecordedEvent, UncommittedEvent};
@@ -344,128 +349,326 @@ fn time_column(row: &SqliteRow, column: &str, position: u64) -> Result<DateTime<
         .ok_or_else(|| corrupt(position, format!("{column} out of range: {value}")))
 }
 
-fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.try_get("position").map_err(backend)?;
-    let position =
-        u64::try_from(position).map_err(|_| corrupt(0, format!("negative position {position}")))?;
-    let required = |column: &str| -> Result<Uuid, StoreError> {
-        uuid_column(row, column, position)?
-            .ok_or_else(|| corrupt(position, format!("{column} is NULL")))
+/// An event row packed into text, so that a page of events is one value: the driver hands
+/// every value over from its connection thread one by one, and a value per event would
+/// cost a thread hand-off per event. The position comes first, then every other column
+/// as `<bytes>:<text>` (`-1:` for NULL), so no value can run into the next whatever it
+/// holds; [`Packed`] reads it back. Nothing is converted or checked in the database:
+/// values come out as stored and are checked in [`decode_packed`].
+macro_rules! packed_event {
+    () => {
+        "format('%d,%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s', position, \
+         coalesce(octet_length(event_id), -1), event_id, \
+         coalesce(octet_length(event_name), -1), event_name, \
+         coalesce(octet_length(schema_version), -1), schema_version, \
+         coalesce(octet_length(aggregate_type), -1), aggregate_type, \
+         coalesce(octet_length(aggregate_id), -1), aggregate_id, \
+         coalesce(octet_length(aggregate_version), -1), aggregate_version, \
+         coalesce(octet_length(occurred_at), -1), occurred_at, \
+         coalesce(octet_length(stored_at), -1), stored_at, \
+         coalesce(octet_length(tenant_id), -1), tenant_id, \
+         coalesce(octet_length(correlation_id), -1), correlation_id, \
+         coalesce(octet_length(causation_id), -1), causation_id, \
+         coalesce(octet_length(actor_id), -1), actor_id, \
+         coalesce(octet_length(metadata), -1), metadata, \
+         coalesce(octet_length(payload), -1), payload)"
     };
-    let metadata: String = row.try_get("metadata").map_err(backend)?;
-    let schema_version: i64 = row.try_get("schema_version").map_err(backend)?;
-    let version: i64 = row.try_get("aggregate_version").map_err(backend)?;
-    let envelope = EventEnvelope {
-        event_id: required("event_id")?,
-        event_name: row
-            .try_get::<String, _>("event_name")
-            .map_err(backend)?
-            .into(),
-        schema_version: u32::try_from(schema_version)
-            .map_err(|_| corrupt(position, "schema_version out of range"))?,
-        aggregate_id: required("aggregate_id")?,
-        aggregate_type: row
-            .try_get::<String, _>("aggregate_type")
-            .map_err(backend)?
-            .into(),
-        aggregate_version: u64::try_from(version)
-            .map_err(|_| corrupt(position, "aggregate_version out of range"))?,
-        occurred_at: time_column(row, "occurred_at", position)?,
-        tenant_id: row.try_get("tenant_id").map_err(backend)?,
-        correlation_id: uuid_column(row, "correlation_id", position)?,
-        causation_id: uuid_column(row, "causation_id", position)?,
-        actor_id: row.try_get("actor_id").map_err(backend)?,
-        metadata: serde_json::from_str(&metadata)
-            .map_err(|e| corrupt(position, format!("metadata: {e}")))?,
-    };
-    Ok(RecordedEvent {
-        envelope,
-        payload: Payload::Json(row.try_get("payload").map_err(backend)?),
-        position,
-        stored_at: time_column(row, "stored_at", position)?,
-    })
 }
 
-fn decode_rows(rows: &[SqliteRow]) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
-    rows.iter()
-        .map(|row| decode_row(row).map(Arc::new))
-        .collect()
-}
-
-/// One event as an element of the JSON array a page query returns.
-#[derive(serde::Deserialize)]
-struct PageRow<'a>(
-    u64,
-    Uuid,
-    #[serde(borrow)] Cow<'a, str>,
-    u32,
-    #[serde(borrow)] Cow<'a, str>,
-    Uuid,
-    u64,
-    i64,
-    i64,
-    Option<String>,
-    Option<Uuid>,
-    Option<Uuid>,
-    Option<String>,
-    Option<crate::event::Metadata>,
-    #[serde(borrow)] Option<&'a serde_json::value::RawValue>,
-);
-
-/// Turns the rows the inner query selects into one JSON text: fetching one value instead
-/// of a row per event saves the driver a thread hand-off per event. Invalid JSON in a
-/// column becomes `null` and is reported as corrupt instead of failing the query.
-macro_rules! page_query {
-    ($inner:literal) => {
+/// The events the inner query selects (from `eventsource_events`, in the order it gives
+/// them) as one text value (NULL when there are none), how many there are, and the
+/// greatest `$key` among them (where the next page starts).
+macro_rules! packed_page {
+    ($key:literal, $inner:literal) => {
         concat!(
-            "SELECT COALESCE(json_group_array(json_array(position, event_id, event_name, schema_version, \
-             aggregate_type, aggregate_id, aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, \
-             causation_id, actor_id, CASE WHEN json_valid(metadata) THEN json(metadata) END, \
-             CASE WHEN json_valid(payload) THEN json(payload) END) ORDER BY position), '[]') FROM (",
+            "SELECT group_concat(",
+            packed_event!(),
+            ", ''), count(*), max(",
+            $key,
+            ") FROM (",
             $inner,
             ")"
         )
     };
 }
 
-fn decode_page(text: &str) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
-    let rows: Vec<PageRow<'_>> =
-        serde_json::from_str(text).map_err(|e| corrupt(0, format!("page does not decode: {e}")))?;
-    rows.into_iter()
-        .map(|row| {
-            let position = row.0;
-            let time = |micros: i64, column: &str| {
-                DateTime::from_timestamp_micros(micros)
-                    .ok_or_else(|| corrupt(position, format!("{column} out of range: {micros}")))
-            };
-            let metadata = row
-                .13
-                .ok_or_else(|| corrupt(position, "metadata is not valid JSON"))?;
-            let payload = row
-                .14
-                .ok_or_else(|| corrupt(position, "payload is not valid JSON"))?;
-            let (event_name, aggregate_type) = super::stored_names(&row.2, &row.4);
-            Ok(Arc::new(RecordedEvent {
-                envelope: EventEnvelope {
-                    event_id: row.1,
-                    event_name,
-                    schema_version: row.3,
-                    aggregate_type,
-                    aggregate_id: row.5,
-                    aggregate_version: row.6,
-                    occurred_at: time(row.7, "occurred_at")?,
-                    tenant_id: row.9,
-                    correlation_id: row.10,
-                    causation_id: row.11,
-                    actor_id: row.12,
-                    metadata,
-                },
-                payload: Payload::Json(payload.get().to_owned()),
-                position,
-                stored_at: time(row.8, "stored_at")?,
-            }))
+/// Up to `?4` of a stream's events after a version, in version order (the unique index's
+/// order: no sort).
+const READ_STREAM: &str = packed_page!(
+    "aggregate_version",
+    "SELECT * FROM eventsource_events WHERE aggregate_type = ?1 AND aggregate_id = ?2 \
+     AND aggregate_version > ?3 ORDER BY aggregate_version LIMIT ?4"
+);
+
+/// A page of the global log after a position, in position order (the table's own order:
+/// no sort), filtered by a JSON array of aggregate types and a tenant when given.
+const READ_PAGE: &str = packed_page!(
+    "position",
+    "SELECT * FROM eventsource_events WHERE position > ?1 \
+     AND (?2 IS NULL OR aggregate_type IN (SELECT value FROM json_each(?2))) \
+     AND (?3 IS NULL OR tenant_id = ?3) ORDER BY position LIMIT ?4"
+);
+
+/// The events stored with the ids of a JSON array.
+const BY_IDS: &str = packed_page!(
+    "position",
+    "SELECT * FROM eventsource_events WHERE event_id IN (SELECT value FROM json_each(?1))"
+);
+
+/// The events of the oldest pending outbox rows.
+const OUTBOX_PAGE: &str = packed_page!(
+    "position",
+    "SELECT * FROM eventsource_events WHERE position IN \
+     (SELECT position FROM eventsource_outbox WHERE status = 'pending' ORDER BY id LIMIT ?1)"
+);
+
+/// How many events of a stream one query of [`EventStore::read_stream`] reads: the next
+/// query is sent as soon as one arrives, so SQLite packs the next while this one is
+/// decoded.
+const STREAM_CHUNK: u64 = 1000;
+
+/// The column names, in the order [`packed_event!`] writes them after the position.
+const COLUMNS: [&str; 14] = [
+    "event_id",
+    "event_name",
+    "schema_version",
+    "aggregate_type",
+    "aggregate_id",
+    "aggregate_version",
+    "occurred_at",
+    "stored_at",
+    "tenant_id",
+    "correlation_id",
+    "causation_id",
+    "actor_id",
+    "metadata",
+    "payload",
+];
+
+/// Reads events packed by [`packed_event!`] one column at a time.
+struct Packed<'a> {
+    rest: &'a str,
+    /// The event being read, for errors.
+    position: u64,
+    /// The next column.
+    column: usize,
+}
+
+impl<'a> Packed<'a> {
+    fn error(&self, reason: &str) -> StoreError {
+        let column = COLUMNS.get(self.column).copied().unwrap_or("position");
+        corrupt(self.position, format!("{column}: {reason}"))
+    }
+
+    /// Text up to `end` (consumed), as a number.
+    fn number(&mut self, end: char) -> Result<i64, StoreError> {
+        let (digits, rest) = self
+            .rest
+            .split_once(end)
+            .ok_or_else(|| self.error("the page ends inside the event"))?;
+        let number = digits
+            .parse()
+            .map_err(|_| self.error(&format!("not an integer: {digits:?}")))?;
+        self.rest = rest;
+        Ok(number)
+    }
+
+    /// The first column of the next event, if there is one.
+    fn next_event(&mut self) -> Result<Option<u64>, StoreError> {
+        if self.rest.is_empty() {
+            return Ok(None);
+        }
+        self.column = usize::MAX;
+        let position = self.number(',')?;
+        self.position = u64::try_from(position).map_err(|_| self.error("negative"))?;
+        self.column = 0;
+        Ok(Some(self.position))
+    }
+
+    /// The next column: its stored text, `None` for NULL.
+    fn optional(&mut self) -> Result<Option<&'a str>, StoreError> {
+        let length = self.number(':')?;
+        let value = match usize::try_from(length) {
+            Err(_) => None,
+            Ok(length) => {
+                let (value, rest) = self
+                    .rest
+                    .split_at_checked(length)
+                    .ok_or_else(|| self.error("the page ends inside the value"))?;
+                self.rest = rest;
+                Some(value)
+            }
+        };
+        self.column += 1;
+        Ok(value)
+    }
+
+    fn text(&mut self) -> Result<&'a str, StoreError> {
+        self.optional()?.ok_or_else(|| self.error("NULL"))
+    }
+
+    fn integer(&mut self) -> Result<i64, StoreError> {
+        let text = self.text()?;
+        text.parse().map_err(|_| {
+            self.column -= 1;
+            self.error(&format!("not an integer: {text:?}"))
         })
-        .collect()
+    }
+
+    fn uuid(&mut self) -> Result<Option<Uuid>, StoreError> {
+        self.optional()?
+            .map(|text| {
+                Uuid::parse_str(text).map_err(|error| {
+                    self.column -= 1;
+                    self.error(&error.to_string())
+                })
+            })
+            .transpose()
+    }
+
+    fn time(&mut self) -> Result<DateTime<Utc>, StoreError> {
+        let micros = self.integer()?;
+        DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+            self.column -= 1;
+            self.error(&format!("out of range: {micros}"))
+        })
+    }
+}
+
+/// The events of a page packed by [`packed_page!`], ordered by position. Every column is
+/// checked: a NULL where a value is required, a number that is not one or is out of
+/// range, text that is not a UUID, metadata or a payload that is not JSON, all make a
+/// [`StoreError::Corrupt`] naming the event's position and the column.
+fn decode_packed(page: Option<&str>) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+    let Some(page) = page else {
+        return Ok(Vec::new());
+    };
+    let mut packed = Packed {
+        rest: page,
+        position: 0,
+        column: 0,
+    };
+    let mut events = Vec::new();
+    while let Some(position) = packed.next_event()? {
+        let event_id = packed.uuid()?.ok_or_else(|| packed.error("NULL"))?;
+        let event_name = packed.text()?;
+        let schema_version = u32::try_from(packed.integer()?)
+            .map_err(|_| corrupt(position, "schema_version out of range"))?;
+        let (event_name, aggregate_type) = super::stored_names(event_name, packed.text()?);
+        let aggregate_id = packed.uuid()?.ok_or_else(|| packed.error("NULL"))?;
+        let aggregate_version = u64::try_from(packed.integer()?)
+            .map_err(|_| corrupt(position, "aggregate_version out of range"))?;
+        let occurred_at = packed.time()?;
+        let stored_at = packed.time()?;
+        let tenant_id = packed.optional()?.map(str::to_owned);
+        let correlation_id = packed.uuid()?;
+        let causation_id = packed.uuid()?;
+        let actor_id = packed.optional()?.map(str::to_owned);
+        let metadata = match packed.text()? {
+            "{}" => crate::event::Metadata::new(),
+            text => serde_json::from_str(text)
+                .map_err(|error| corrupt(position, format!("metadata: {error}")))?,
+        };
+        let payload = packed.text()?;
+        // Checked here, with the position at hand, rather than when a handler decodes it.
+        serde_json::from_str::<serde::de::IgnoredAny>(payload)
+            .map_err(|error| corrupt(position, format!("payload is not valid JSON: {error}")))?;
+        events.push(Arc::new(RecordedEvent {
+            envelope: EventEnvelope {
+                event_id,
+                event_name,
+                schema_version,
+                aggregate_type,
+                aggregate_id,
+                aggregate_version,
+                occurred_at,
+                tenant_id,
+                correlation_id,
+                causation_id,
+                actor_id,
+                metadata,
+            },
+            payload: Payload::Json(payload.to_owned()),
+            position,
+            stored_at,
+        }));
+    }
+    // The pages' inner queries give the rows in position order and the aggregate keeps
+    // the order it is given, which SQLite does not promise: put it right if it did not.
+    if !events.is_sorted_by_key(|event| event.position) {
+        events.sort_unstable_by_key(|event| event.position);
+    }
+    Ok(events)
+}
+
+/// A page as SQLite returned it, not decoded yet.
+struct RawPage {
+    row: SqliteRow,
+    /// How many events it holds.
+    events: u64,
+    /// The page's greatest key (position or version); `None` when it is empty.
+    last: Option<u64>,
+}
+
+impl RawPage {
+    /// Whether a page asked for `max` events is the last (shorter than asked).
+    fn is_last(&self, max: u64) -> bool {
+        self.events < max || self.last.is_none()
+    }
+
+    fn decode(&self) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+        let page: Option<&str> = self
+            .row
+            .try_get(0)
+            .map_err(|error| corrupt(0, format!("a page of events: {error}")))?;
+        decode_packed(page)
+    }
+}
+
+/// Runs a [`packed_page!`] query.
+async fn fetch_raw<'c, E>(query: SqliteQuery<'_>, executor: E) -> Result<RawPage, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    let row = query.fetch_one(executor).await.map_err(backend)?;
+    let events: i64 = row.try_get(1).map_err(backend)?;
+    let last: Option<i64> = row.try_get(2).map_err(backend)?;
+    Ok(RawPage {
+        events: u64::try_from(events).unwrap_or(0),
+        last: last.map(|last| u64::try_from(last).unwrap_or(0)),
+        row,
+    })
+}
+
+/// The events of a [`packed_page!`] query.
+async fn fetch_events<'c, E>(
+    query: SqliteQuery<'_>,
+    executor: E,
+) -> Result<Vec<Arc<RecordedEvent>>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    fetch_raw(query, executor).await?.decode()
+}
+
+/// A page being fetched, polled once at the start so that its query is sent at once.
+type Fetch<'a> = MaybeDone<Pin<Box<dyn Future<Output = Result<RawPage, StoreError>> + Send + 'a>>>;
+
+/// Polls `fetch` once, so SQLite works on it while the caller does something else.
+fn send(fetch: &mut Fetch<'_>, cx: &mut Context<'_>) {
+    // Pending is expected; a finished fetch keeps its outcome until it is taken.
+    let _ = Pin::new(fetch).poll(cx);
+}
+
+/// Waits for `fetch` and takes its outcome.
+fn finish(fetch: &mut Fetch<'_>, cx: &mut Context<'_>) -> Poll<Result<RawPage, StoreError>> {
+    let mut fetch = Pin::new(fetch);
+    ready!(fetch.as_mut().poll(cx));
+    Poll::Ready(
+        fetch
+            .take_output()
+            .unwrap_or_else(|| Err(backend(sqlx::Error::WorkerCrashed))),
+    )
 }
 
 fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
@@ -512,8 +715,12 @@ impl SqliteEventStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_lazy_with(connect.clone());
+        // No ping on checkout: a read-ahead must send its query on its first poll, and a
+        // SQLite connection has no server to lose (a dead connection thread fails the
+        // query itself, and the pool replaces the connection).
         let reader = SqlitePoolOptions::new()
             .max_connections(options.readers.max(1))
+            .test_before_acquire(false)
             .connect_with(connect.read_only(true))
             .await
             .map_err(backend)?;
@@ -578,16 +785,12 @@ impl SqliteEventStore {
     ) -> Result<usize, StoreError> {
         let events = {
             let mut writer = self.writer.lock().await?;
-            let page = sqlx::query(page_query!(
-                "SELECT e.* FROM eventsource_outbox o JOIN eventsource_events e ON e.position = o.position \
-                 WHERE o.status = 'pending' ORDER BY o.id LIMIT ?1"
-            ))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_one(writer.connection()?)
-            .await
-            .map_err(backend);
-            let page: String = writer.check(page)?.try_get(0).map_err(backend)?;
-            decode_page(&page)?
+            let page = fetch_events(
+                sqlx::query(OUTBOX_PAGE).bind(i64::try_from(limit).unwrap_or(i64::MAX)),
+                writer.connection()?,
+            )
+            .await;
+            writer.check(page)?
         };
         if events.is_empty() {
             return Ok(0);
@@ -682,16 +885,7 @@ impl SqliteEventStore {
             name: "batch".into(),
             source,
         })?;
-        let rows = sqlx::query(
-            "SELECT position, event_id, event_name, schema_version, aggregate_type, aggregate_id, \
-             aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id, actor_id, metadata, payload \
-             FROM eventsource_events WHERE event_id IN (SELECT value FROM json_each(?1)) ORDER BY position",
-        )
-        .bind(ids)
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(backend)?;
-        decode_rows(&rows)
+        fetch_events(sqlx::query(BY_IDS).bind(ids), connection).await
     }
 
     async fn version_on(
@@ -1031,16 +1225,38 @@ impl EventStore for SqliteEventStore {
         aggregate_id: Uuid,
         after_version: u64,
     ) -> Result<StreamEvents, StoreError> {
-        let page: String = sqlx::query_scalar(page_query!(
-            "SELECT * FROM eventsource_events WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND aggregate_version > ?3"
-        ))
-        .bind(aggregate_type)
-        .bind(aggregate_id.to_string())
-        .bind(to_i64(after_version, "version")?)
-        .fetch_one(&self.reader)
-        .await
-        .map_err(backend)?;
-        let events = decode_page(&page)?;
+        let id = aggregate_id.to_string();
+        let chunk = |after: u64| -> Fetch<'_> {
+            let query = to_i64(after, "version").map(|after| {
+                sqlx::query(READ_STREAM)
+                    .bind(aggregate_type.to_owned())
+                    .bind(id.clone())
+                    .bind(after)
+                    .bind(STREAM_CHUNK as i64)
+            });
+            MaybeDone::Future(Box::pin(
+                async move { fetch_raw(query?, &self.reader).await },
+            ))
+        };
+        let mut events = Vec::new();
+        let mut next = chunk(after_version);
+        loop {
+            let raw = std::future::poll_fn(|cx| finish(&mut next, cx)).await?;
+            let last = raw.last.filter(|_| !raw.is_last(STREAM_CHUNK));
+            if let Some(last) = last {
+                // The next chunk is packed while this one is decoded.
+                next = chunk(last);
+                std::future::poll_fn(|cx| {
+                    send(&mut next, cx);
+                    Poll::Ready(())
+                })
+                .await;
+            }
+            events.extend(raw.decode()?);
+            if last.is_none() {
+                break;
+            }
+        }
         let version = match events.last() {
             Some(last) => last.aggregate_version(),
             None => self.stream_version(aggregate_type, aggregate_id).await?,
@@ -1054,27 +1270,25 @@ impl EventStore for SqliteEventStore {
         after: u64,
         max: usize,
     ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
-        let types = (!query.aggregate_types.is_empty())
-            .then(|| serde_json::to_string(&query.aggregate_types))
-            .transpose()
-            .map_err(|source| StoreError::Serialize {
-                name: "filter".into(),
-                source,
-            })?;
-        let page: String = sqlx::query_scalar(page_query!(
-            "SELECT * FROM eventsource_events WHERE position > ?1 \
-             AND (?2 IS NULL OR aggregate_type IN (SELECT value FROM json_each(?2))) \
-             AND (?3 IS NULL OR tenant_id = ?3) \
-             ORDER BY position LIMIT ?4"
-        ))
-        .bind(to_i64(after, "position")?)
-        .bind(types)
-        .bind(query.tenant_id.as_deref())
-        .bind(i64::try_from(max).unwrap_or(i64::MAX))
-        .fetch_one(&self.reader)
-        .await
-        .map_err(backend)?;
-        decode_page(&page)
+        let types = types_filter(query)?;
+        let page = sqlx::query(READ_PAGE)
+            .bind(to_i64(after, "position")?)
+            .bind(types)
+            .bind(query.tenant_id.clone())
+            .bind(i64::try_from(max).unwrap_or(i64::MAX));
+        fetch_events(page, &self.reader).await
+    }
+
+    fn read_all_batches(&self, query: ReadAll) -> BatchStream<'_> {
+        Box::pin(Pages::new(self, query))
+    }
+
+    fn read_all(&self, query: ReadAll) -> EventStream<'_> {
+        Box::pin(
+            Pages::new(self, query)
+                .map_ok(|page| futures_util::stream::iter(page.into_iter().map(Ok)))
+                .try_flatten(),
+        )
     }
 
     async fn stream_version(
@@ -1114,6 +1328,114 @@ impl EventStore for SqliteEventStore {
 
     fn append_signal(&self) -> Option<Arc<Notify>> {
         Some(Arc::clone(&self.appended))
+    }
+}
+
+/// The aggregate-type filter of `query` as the JSON array the page query takes.
+fn types_filter(query: &ReadAll) -> Result<Option<String>, StoreError> {
+    (!query.aggregate_types.is_empty())
+        .then(|| serde_json::to_string(&query.aggregate_types))
+        .transpose()
+        .map_err(|source| StoreError::Serialize {
+            name: "filter".into(),
+            source,
+        })
+}
+
+/// The global log as pages, one page ahead: the next page's query is sent as soon as a
+/// page arrives, before it is decoded, so SQLite packs page *n + 1* while page *n* is
+/// decoded and used. Pages are keyset pages of `query.batch_size` events, as in the
+/// default [`EventStore::read_all_batches`]; at most two are held. The log is exhausted at
+/// the first page shorter than asked for; after an error the stream ends.
+struct Pages<'a> {
+    store: &'a SqliteEventStore,
+    /// The aggregate-type filter as the page query binds it.
+    types: Option<String>,
+    tenant: Option<String>,
+    batch_size: usize,
+    /// Events still to read under `query.limit`.
+    remaining: Option<u64>,
+    /// The next page's fetch and the page size it asked for.
+    next: Option<(Fetch<'a>, u64)>,
+    /// A filter that cannot be bound: the stream's one item.
+    failed: Option<StoreError>,
+}
+
+impl<'a> Pages<'a> {
+    fn new(store: &'a SqliteEventStore, query: ReadAll) -> Self {
+        let mut pages = Pages {
+            store,
+            types: None,
+            tenant: query.tenant_id.clone(),
+            batch_size: query.batch_size.max(1),
+            remaining: query.limit,
+            next: None,
+            failed: None,
+        };
+        match types_filter(&query) {
+            Ok(types) => {
+                pages.types = types;
+                pages.next = pages.fetch_after(query.after);
+            }
+            Err(error) => pages.failed = Some(error),
+        }
+        pages
+    }
+
+    /// The fetch of the page after `position`; `None` once the limit is reached.
+    fn fetch_after(&self, position: u64) -> Option<(Fetch<'a>, u64)> {
+        let max = match self.remaining {
+            Some(0) => return None,
+            Some(left) => left.min(self.batch_size as u64),
+            None => self.batch_size as u64,
+        };
+        let reader = &self.store.reader;
+        let (types, tenant) = (self.types.clone(), self.tenant.clone());
+        let fetch = Box::pin(async move {
+            let page = sqlx::query(READ_PAGE)
+                .bind(to_i64(position, "position")?)
+                .bind(types)
+                .bind(tenant)
+                .bind(to_i64(max, "limit")?);
+            fetch_raw(page, reader).await
+        });
+        Some((MaybeDone::Future(fetch), max))
+    }
+}
+
+impl futures_core::Stream for Pages<'_> {
+    type Item = Result<Vec<Arc<RecordedEvent>>, StoreError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(error) = this.failed.take() {
+            return Poll::Ready(Some(Err(error)));
+        }
+        let Some((fetch, asked)) = &mut this.next else {
+            return Poll::Ready(None);
+        };
+        let asked = *asked;
+        let outcome = ready!(finish(fetch, cx));
+        this.next = None;
+        let raw = match outcome {
+            Ok(raw) => raw,
+            Err(error) => return Poll::Ready(Some(Err(error))),
+        };
+        this.remaining = this.remaining.map(|left| left.saturating_sub(raw.events));
+        if let Some(last) = raw.last.filter(|_| !raw.is_last(asked)) {
+            this.next = this.fetch_after(last);
+            if let Some((fetch, _)) = &mut this.next {
+                send(fetch, cx);
+            }
+        }
+        match raw.decode() {
+            Ok(page) if page.is_empty() => Poll::Ready(None),
+            Ok(page) => Poll::Ready(Some(Ok(page))),
+            Err(error) => {
+                this.next = None;
+                Poll::Ready(Some(Err(error)))
+            }
+        }
     }
 }
 
