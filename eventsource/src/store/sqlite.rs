@@ -167,6 +167,12 @@ impl Default for SqliteOptions {
 
 /// An [`EventStore`] in a SQLite file.
 ///
+/// WAL mode, durable commits by default ([`SqliteOptions::durable`]). Appends, the outbox,
+/// checkpoints and dead letters go through one writer connection the store holds; an append
+/// is one `INSERT` that checks the expected version and commits on its own. Reads use a
+/// pool of read-only connections; [`read_all`](EventStore::read_all) reads one page ahead.
+/// The guide is `docs/sqlite.md` in the repository.
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), eventsource::StoreError> {
 /// use eventsource::{EventStore, SqliteEventStore};
@@ -621,7 +627,19 @@ impl RawPage {
             .row
             .try_get(0)
             .map_err(|error| corrupt(0, format!("a page of events: {error}")))?;
-        decode_packed(page)
+        let events = decode_packed(page)?;
+        // group_concat leaves out a NULL, so a row it could not pack would go missing.
+        if events.len() as u64 != self.events {
+            return Err(corrupt(
+                events.first().map_or(0, |event| event.position),
+                format!(
+                    "a page of {} events packed {} of them",
+                    self.events,
+                    events.len()
+                ),
+            ));
+        }
+        Ok(events)
     }
 }
 
