@@ -357,21 +357,22 @@ fn time_column(row: &SqliteRow, column: &str, position: u64) -> Result<DateTime<
 
 /// An event row packed into text, so that a page of events is one value: the driver hands
 /// every value over from its connection thread one by one, and a value per event would
-/// cost a thread hand-off per event. The position comes first, then every other column
-/// as `<bytes>:<text>` (`-1:` for NULL), so no value can run into the next whatever it
-/// holds; [`Packed`] reads it back. Nothing is converted or checked in the database:
-/// values come out as stored and are checked in [`decode_packed`].
+/// cost a thread hand-off per event. First the position and the four integer columns in
+/// decimal, and whether all four hold integers (`1`, else `0`: `%d` would print anything
+/// else as a number), each followed by `,`; then every text column as `<bytes>:<text>`
+/// (`-1:` for NULL), so no value can run into the next whatever it holds. [`Packed`] reads
+/// it back. Nothing is converted or validated in the database: text comes out as stored
+/// and is checked in [`decode_packed`].
 macro_rules! packed_event {
     () => {
-        "format('%d,%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s', position, \
+        "format('%d,%d,%d,%d,%d,%d,%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s', \
+         position, schema_version, aggregate_version, occurred_at, stored_at, \
+         typeof(schema_version) = 'integer' AND typeof(aggregate_version) = 'integer' \
+         AND typeof(occurred_at) = 'integer' AND typeof(stored_at) = 'integer', \
          coalesce(octet_length(event_id), -1), event_id, \
          coalesce(octet_length(event_name), -1), event_name, \
-         coalesce(octet_length(schema_version), -1), schema_version, \
          coalesce(octet_length(aggregate_type), -1), aggregate_type, \
          coalesce(octet_length(aggregate_id), -1), aggregate_id, \
-         coalesce(octet_length(aggregate_version), -1), aggregate_version, \
-         coalesce(octet_length(occurred_at), -1), occurred_at, \
-         coalesce(octet_length(stored_at), -1), stored_at, \
          coalesce(octet_length(tenant_id), -1), tenant_id, \
          coalesce(octet_length(correlation_id), -1), correlation_id, \
          coalesce(octet_length(causation_id), -1), causation_id, \
@@ -433,118 +434,101 @@ const OUTBOX_PAGE: &str = packed_page!(
 /// decoded.
 const STREAM_CHUNK: u64 = 1000;
 
-/// The column names, in the order [`packed_event!`] writes them after the position.
-const COLUMNS: [&str; 14] = [
-    "event_id",
-    "event_name",
-    "schema_version",
-    "aggregate_type",
-    "aggregate_id",
-    "aggregate_version",
-    "occurred_at",
-    "stored_at",
-    "tenant_id",
-    "correlation_id",
-    "causation_id",
-    "actor_id",
-    "metadata",
-    "payload",
-];
-
 /// Reads events packed by [`packed_event!`] one column at a time.
 struct Packed<'a> {
     rest: &'a str,
     /// The event being read, for errors.
     position: u64,
-    /// The next column.
-    column: usize,
 }
 
 impl<'a> Packed<'a> {
-    fn error(&self, reason: &str) -> StoreError {
-        let column = COLUMNS.get(self.column).copied().unwrap_or("position");
+    fn error(&self, column: &str, reason: &str) -> StoreError {
         corrupt(self.position, format!("{column}: {reason}"))
     }
 
-    /// Text up to `end` (consumed), as a number.
-    fn number(&mut self, end: char) -> Result<i64, StoreError> {
-        let (digits, rest) = self
-            .rest
-            .split_once(end)
-            .ok_or_else(|| self.error("the page ends inside the event"))?;
-        let number = digits
-            .parse()
-            .map_err(|_| self.error(&format!("not an integer: {digits:?}")))?;
-        self.rest = rest;
-        Ok(number)
+    /// A decimal integer up to `end` (consumed).
+    fn number(&mut self, column: &str, end: u8) -> Result<i64, StoreError> {
+        let bytes = self.rest.as_bytes();
+        let (negative, start) = match bytes.first() {
+            Some(b'-') => (true, 1),
+            _ => (false, 0),
+        };
+        let mut value: i64 = 0;
+        let mut index = start;
+        loop {
+            match bytes.get(index) {
+                Some(digit @ b'0'..=b'9') => {
+                    value = value
+                        .checked_mul(10)
+                        .and_then(|value| value.checked_sub(i64::from(digit - b'0')))
+                        .ok_or_else(|| self.error(column, "integer out of range"))?;
+                }
+                Some(byte) if *byte == end && index > start => break,
+                Some(_) => return Err(self.error(column, "not an integer")),
+                None => return Err(self.error(column, "the page ends inside the event")),
+            }
+            index += 1;
+        }
+        // Accumulated negated, so that i64::MIN fits.
+        let value = if negative {
+            value
+        } else {
+            value
+                .checked_neg()
+                .ok_or_else(|| self.error(column, "integer out of range"))?
+        };
+        self.rest = self.rest.get(index + 1..).unwrap_or_default();
+        Ok(value)
     }
 
-    /// The first column of the next event, if there is one.
+    /// The position of the next event and whether its integer columns hold integers, if
+    /// there is one more event.
     fn next_event(&mut self) -> Result<Option<u64>, StoreError> {
         if self.rest.is_empty() {
             return Ok(None);
         }
-        self.column = usize::MAX;
-        let position = self.number(',')?;
-        self.position = u64::try_from(position).map_err(|_| self.error("negative"))?;
-        self.column = 0;
+        let position = self.number("position", b',')?;
+        self.position = u64::try_from(position).map_err(|_| self.error("position", "negative"))?;
         Ok(Some(self.position))
     }
 
-    /// The next column: its stored text, `None` for NULL.
-    fn optional(&mut self) -> Result<Option<&'a str>, StoreError> {
-        let length = self.number(':')?;
-        let value = match usize::try_from(length) {
-            Err(_) => None,
-            Ok(length) => {
-                let (value, rest) = self
-                    .rest
-                    .split_at_checked(length)
-                    .ok_or_else(|| self.error("the page ends inside the value"))?;
-                self.rest = rest;
-                Some(value)
-            }
+    /// The next text column: its stored text, `None` for NULL.
+    fn optional(&mut self, column: &str) -> Result<Option<&'a str>, StoreError> {
+        let length = self.number(column, b':')?;
+        let Ok(length) = usize::try_from(length) else {
+            return Ok(None);
         };
-        self.column += 1;
-        Ok(value)
+        let (value, rest) = self
+            .rest
+            .split_at_checked(length)
+            .ok_or_else(|| self.error(column, "the page ends inside the value"))?;
+        self.rest = rest;
+        Ok(Some(value))
     }
 
-    fn text(&mut self) -> Result<&'a str, StoreError> {
-        self.optional()?.ok_or_else(|| self.error("NULL"))
+    fn text(&mut self, column: &str) -> Result<&'a str, StoreError> {
+        self.optional(column)?
+            .ok_or_else(|| self.error(column, "NULL"))
     }
 
-    fn integer(&mut self) -> Result<i64, StoreError> {
-        let text = self.text()?;
-        text.parse().map_err(|_| {
-            self.column -= 1;
-            self.error(&format!("not an integer: {text:?}"))
-        })
-    }
-
-    fn uuid(&mut self) -> Result<Option<Uuid>, StoreError> {
-        self.optional()?
+    fn uuid(&mut self, column: &str) -> Result<Option<Uuid>, StoreError> {
+        self.optional(column)?
             .map(|text| {
-                Uuid::parse_str(text).map_err(|error| {
-                    self.column -= 1;
-                    self.error(&error.to_string())
-                })
+                Uuid::parse_str(text).map_err(|error| self.error(column, &error.to_string()))
             })
             .transpose()
     }
 
-    fn time(&mut self) -> Result<DateTime<Utc>, StoreError> {
-        let micros = self.integer()?;
-        DateTime::from_timestamp_micros(micros).ok_or_else(|| {
-            self.column -= 1;
-            self.error(&format!("out of range: {micros}"))
-        })
+    fn time(&self, column: &str, micros: i64) -> Result<DateTime<Utc>, StoreError> {
+        DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| self.error(column, &format!("out of range: {micros}")))
     }
 }
 
 /// The events of a page packed by [`packed_page!`], ordered by position. Every column is
-/// checked: a NULL where a value is required, a number that is not one or is out of
-/// range, text that is not a UUID, metadata or a payload that is not JSON, all make a
-/// [`StoreError::Corrupt`] naming the event's position and the column.
+/// checked: a NULL where a value is required, an integer column holding something else
+/// or out of range, text that is not a UUID, metadata or a payload that is not JSON, all
+/// make a [`StoreError::Corrupt`] naming the event's position and the column.
 fn decode_packed(page: Option<&str>) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
     let Some(page) = page else {
         return Ok(Vec::new());
@@ -552,42 +536,52 @@ fn decode_packed(page: Option<&str>) -> Result<Vec<Arc<RecordedEvent>>, StoreErr
     let mut packed = Packed {
         rest: page,
         position: 0,
-        column: 0,
     };
     let mut events = Vec::new();
     while let Some(position) = packed.next_event()? {
-        let event_id = packed.uuid()?.ok_or_else(|| packed.error("NULL"))?;
-        let event_name = packed.text()?;
-        let schema_version = u32::try_from(packed.integer()?)
-            .map_err(|_| corrupt(position, "schema_version out of range"))?;
-        let (event_name, aggregate_type) = super::stored_names(event_name, packed.text()?);
-        let aggregate_id = packed.uuid()?.ok_or_else(|| packed.error("NULL"))?;
-        let aggregate_version = u64::try_from(packed.integer()?)
-            .map_err(|_| corrupt(position, "aggregate_version out of range"))?;
-        let occurred_at = packed.time()?;
-        let stored_at = packed.time()?;
-        let tenant_id = packed.optional()?.map(str::to_owned);
-        let correlation_id = packed.uuid()?;
-        let causation_id = packed.uuid()?;
-        let actor_id = packed.optional()?.map(str::to_owned);
-        let metadata = match packed.text()? {
+        let schema_version = packed.number("schema_version", b',')?;
+        let aggregate_version = packed.number("aggregate_version", b',')?;
+        let occurred_at = packed.number("occurred_at", b',')?;
+        let stored_at = packed.number("stored_at", b',')?;
+        if packed.number("integer columns", b',')? != 1 {
+            return Err(packed.error(
+                "schema_version, aggregate_version, occurred_at or stored_at",
+                "not an integer",
+            ));
+        }
+        let event_id = packed
+            .uuid("event_id")?
+            .ok_or_else(|| packed.error("event_id", "NULL"))?;
+        let event_name = packed.text("event_name")?;
+        let (event_name, aggregate_type) =
+            super::stored_names(event_name, packed.text("aggregate_type")?);
+        let aggregate_id = packed
+            .uuid("aggregate_id")?
+            .ok_or_else(|| packed.error("aggregate_id", "NULL"))?;
+        let tenant_id = packed.optional("tenant_id")?.map(str::to_owned);
+        let correlation_id = packed.uuid("correlation_id")?;
+        let causation_id = packed.uuid("causation_id")?;
+        let actor_id = packed.optional("actor_id")?.map(str::to_owned);
+        let metadata = match packed.text("metadata")? {
             "{}" => crate::event::Metadata::new(),
             text => serde_json::from_str(text)
-                .map_err(|error| corrupt(position, format!("metadata: {error}")))?,
+                .map_err(|error| packed.error("metadata", &error.to_string()))?,
         };
-        let payload = packed.text()?;
+        let payload = packed.text("payload")?;
         // Checked here, with the position at hand, rather than when a handler decodes it.
         serde_json::from_str::<serde::de::IgnoredAny>(payload)
-            .map_err(|error| corrupt(position, format!("payload is not valid JSON: {error}")))?;
+            .map_err(|error| packed.error("payload", &format!("not valid JSON: {error}")))?;
         events.push(Arc::new(RecordedEvent {
             envelope: EventEnvelope {
                 event_id,
                 event_name,
-                schema_version,
+                schema_version: u32::try_from(schema_version)
+                    .map_err(|_| packed.error("schema_version", "out of range"))?,
                 aggregate_type,
                 aggregate_id,
-                aggregate_version,
-                occurred_at,
+                aggregate_version: u64::try_from(aggregate_version)
+                    .map_err(|_| packed.error("aggregate_version", "out of range"))?,
+                occurred_at: packed.time("occurred_at", occurred_at)?,
                 tenant_id,
                 correlation_id,
                 causation_id,
@@ -596,7 +590,7 @@ fn decode_packed(page: Option<&str>) -> Result<Vec<Arc<RecordedEvent>>, StoreErr
             },
             payload: Payload::Json(payload.to_owned()),
             position,
-            stored_at,
+            stored_at: packed.time("stored_at", stored_at)?,
         }));
     }
     // The pages' inner queries give the rows in position order and the aggregate keeps
@@ -1681,5 +1675,128 @@ impl crate::projection::DlqRepository for SqliteDlqRepository {
                 "DELETE FROM eventsource_dead_letters WHERE status = 'resolved'",
             ))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// One event packed as `packed_event!` packs it, from its columns' texts.
+    fn packed(position: i64, integers: &str, texts: [Option<&str>; 10]) -> String {
+        let mut row = format!("{position},{integers},");
+        for text in texts {
+            match text {
+                Some(text) => row.push_str(&format!("{}:{text}", text.len())),
+                None => row.push_str("-1:"),
+            }
+        }
+        row
+    }
+
+    const EVENT: &str = "0190a4a0-0000-7000-8000-000000000001";
+    const STREAM: &str = "0190a4a0-0000-7000-8000-0000000000aa";
+
+    fn texts<'a>(payload: &'a str, tenant: Option<&'a str>) -> [Option<&'a str>; 10] {
+        [
+            Some(EVENT),
+            Some("Deposited"),
+            Some("Account"),
+            Some(STREAM),
+            tenant,
+            None,
+            None,
+            None,
+            Some("{}"),
+            Some(payload),
+        ]
+    }
+
+    #[test]
+    fn a_packed_page_decodes_every_column() {
+        let page = [
+            packed(
+                7,
+                "1,3,-5,1700000000000000,1",
+                texts(r#"{"a":"1:2,3"}"#, Some("é:t")),
+            ),
+            packed(9, "2,4,0,1700000000000001,1", texts("[]", None)),
+        ]
+        .concat();
+        let events = decode_packed(Some(&page)).unwrap();
+        assert_eq!(events.len(), 2);
+        let first = &events[0];
+        assert_eq!(first.position, 7);
+        assert_eq!(first.envelope.event_id.to_string(), EVENT);
+        assert_eq!(first.envelope.event_name, "Deposited");
+        assert_eq!(first.envelope.aggregate_type, "Account");
+        assert_eq!(first.envelope.aggregate_id.to_string(), STREAM);
+        assert_eq!(first.envelope.schema_version, 1);
+        assert_eq!(first.envelope.aggregate_version, 3);
+        assert_eq!(first.envelope.occurred_at.timestamp_micros(), -5);
+        assert_eq!(first.stored_at.timestamp_micros(), 1_700_000_000_000_000);
+        assert_eq!(first.envelope.tenant_id.as_deref(), Some("é:t"));
+        assert!(matches!(&first.payload, Payload::Json(text) if text == r#"{"a":"1:2,3"}"#));
+        assert_eq!(events[1].envelope.tenant_id, None);
+        assert_eq!(decode_packed(None).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn rows_out_of_order_come_back_in_position_order() {
+        let page = [
+            packed(9, "1,2,0,0,1", texts("1", None)),
+            packed(7, "1,1,0,0,1", texts("2", None)),
+        ]
+        .concat();
+        let positions: Vec<u64> = decode_packed(Some(&page))
+            .unwrap()
+            .iter()
+            .map(|e| e.position)
+            .collect();
+        assert_eq!(positions, [7, 9]);
+    }
+
+    #[test]
+    fn every_kind_of_damage_is_a_corrupt_error_naming_the_column() {
+        let good = packed(5, "1,1,0,0,1", texts("{}", None));
+        let cases = [
+            (packed(5, "1,1,0,0,0", texts("{}", None)), "not an integer"),
+            (
+                packed(5, "1,x,0,0,1", texts("{}", None)),
+                "aggregate_version",
+            ),
+            (packed(5, "-1,1,0,0,1", texts("{}", None)), "schema_version"),
+            (
+                packed(5, "1,1,99999999999999999999,0,1", texts("{}", None)),
+                "occurred_at",
+            ),
+            (
+                packed(5, "1,1,0,9223372036854775807,1", texts("{}", None)),
+                "stored_at",
+            ),
+            (packed(5, "1,1,0,0,1", texts("{not json", None)), "payload"),
+            (
+                good.replace(EVENT, "not-a-uuid-but-thirty-six-characters"),
+                "event_id",
+            ),
+            (good.replace("2:{}", "2:{]"), "metadata"),
+            (good.replace("9:Deposited", "-1:"), "event_name"),
+            (
+                good.replacen("36:0190a4a0", "999:0190a4a0", 1),
+                "the page ends",
+            ),
+            (good[..good.len() - 1].to_owned(), "the page ends"),
+            (good.replacen("5,", "-5,", 1), "position"),
+        ];
+        for (page, expected) in cases {
+            let error = decode_packed(Some(&page)).unwrap_err();
+            assert!(
+                matches!(error, StoreError::Corrupt { .. }),
+                "{page}: {error}"
+            );
+            assert!(error.to_string().contains(expected), "{page}: {error}");
+        }
     }
 }
