@@ -65,6 +65,12 @@ impl EventStore for TempStore {
     ) -> Result<Vec<Arc<eventsource::RecordedEvent>>, eventsource::StoreError> {
         self.store.read_all_batch(query, after, max).await
     }
+    fn read_all_batches(&self, query: ReadAll) -> eventsource::store::BatchStream<'_> {
+        self.store.read_all_batches(query)
+    }
+    fn read_all(&self, query: ReadAll) -> eventsource::store::EventStream<'_> {
+        self.store.read_all(query)
+    }
     async fn stream_version(&self, t: &str, id: Uuid) -> Result<u64, eventsource::StoreError> {
         self.store.stream_version(t, id).await
     }
@@ -420,6 +426,128 @@ mod outbox {
         assert_eq!(
             (counts.get("failed"), counts.get("pending")),
             (Some(&1), None)
+        );
+        store.close().await;
+    }
+}
+
+mod read_ahead {
+    use super::*;
+
+    async fn appended(store: &SqliteEventStore, streams: usize, per: usize) -> Vec<u64> {
+        let mut positions = Vec::new();
+        for _ in 0..streams {
+            let id = Uuid::now_v7();
+            let done = store
+                .append(
+                    "ConformanceAccount",
+                    id,
+                    ExpectedVersion::NoStream,
+                    &deposits(id, 0, per),
+                )
+                .await
+                .unwrap();
+            positions.extend(done.events.iter().map(|e| e.position));
+        }
+        positions
+    }
+
+    #[tokio::test]
+    async fn read_all_reads_every_page_in_order_and_stops_at_the_limit() {
+        let db = TempDb::new();
+        let store = SqliteEventStore::open(&db.0).await.unwrap();
+        store.migrate().await.unwrap();
+        let positions = appended(&store, 7, 5).await;
+        for batch_size in [1, 4, 5, 35, 36, 1000] {
+            let read: Vec<u64> = store
+                .read_all(ReadAll::from_start().batch_size(batch_size))
+                .map_ok(|e| e.position)
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(read, positions, "batch size {batch_size}");
+            let limited: Vec<u64> = store
+                .read_all(
+                    ReadAll::after(positions[3])
+                        .batch_size(batch_size)
+                        .limit(11),
+                )
+                .map_ok(|e| e.position)
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(limited, positions[4..15], "batch size {batch_size}");
+            let pages: Vec<Vec<u64>> = store
+                .read_all_batches(ReadAll::from_start().batch_size(batch_size))
+                .map_ok(|page| page.iter().map(|e| e.position).collect())
+                .try_collect()
+                .await
+                .unwrap();
+            assert!(pages.iter().all(|page| page.len() <= batch_size));
+            assert_eq!(pages.concat(), positions, "batch size {batch_size}");
+        }
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_stream_longer_than_one_query_reads_whole() {
+        let db = TempDb::new();
+        let store = SqliteEventStore::open(&db.0).await.unwrap();
+        store.migrate().await.unwrap();
+        let id = Uuid::now_v7();
+        for version in (0..2500).step_by(500) {
+            store
+                .append(
+                    "ConformanceAccount",
+                    id,
+                    ExpectedVersion::Exact(version),
+                    &deposits(id, version, 500),
+                )
+                .await
+                .unwrap();
+        }
+        for after in [0, 999, 1000, 1001, 2499, 2500] {
+            let read = store
+                .read_stream("ConformanceAccount", id, after)
+                .await
+                .unwrap();
+            assert_eq!(read.version, 2500);
+            let versions: Vec<u64> = read.events.iter().map(|e| e.aggregate_version()).collect();
+            assert_eq!(
+                versions,
+                (after + 1..=2500).collect::<Vec<_>>(),
+                "after {after}"
+            );
+        }
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_row_ends_read_all_with_a_typed_error() {
+        let db = TempDb::new();
+        let store = SqliteEventStore::open(&db.0).await.unwrap();
+        store.migrate().await.unwrap();
+        let positions = appended(&store, 3, 4).await;
+        sqlx::query("UPDATE eventsource_events SET aggregate_version = 'x,1:' WHERE position = ?1")
+            .bind(i64::try_from(positions[6]).unwrap())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let mut events = store.read_all(ReadAll::from_start().batch_size(2));
+        let mut read = Vec::new();
+        let error = loop {
+            match events.try_next().await {
+                Ok(Some(event)) => read.push(event.position),
+                Ok(None) => panic!("read past a corrupt row"),
+                Err(error) => break error,
+            }
+        };
+        assert_eq!(read, positions[..6]);
+        assert_eq!(error.kind(), eventsource::ErrorKind::Data, "{error}");
+        assert!(error.to_string().contains("aggregate_version"), "{error}");
+        assert!(
+            events.try_next().await.unwrap().is_none(),
+            "nothing after the error"
         );
         store.close().await;
     }
