@@ -490,6 +490,35 @@ mod read_ahead {
     }
 
     #[tokio::test]
+    async fn the_page_read_ahead_does_not_hold_the_only_reader_connection() {
+        let db = TempDb::new();
+        let store = SqliteEventStore::open_with(
+            &db.0,
+            SqliteOptions {
+                readers: 1,
+                ..SqliteOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        let positions = appended(&store, 3, 4).await;
+        let mut events = store.read_all(ReadAll::from_start().batch_size(2));
+        let mut read = Vec::new();
+        while let Some(event) = events.try_next().await.unwrap() {
+            // A handler that reads the store while the next page is on its way.
+            let stream = store
+                .read_stream("ConformanceAccount", event.aggregate_id(), 0)
+                .await
+                .unwrap();
+            assert_eq!(stream.version, 4);
+            read.push(event.position);
+        }
+        assert_eq!(read, positions);
+        store.close().await;
+    }
+
+    #[tokio::test]
     async fn a_stream_longer_than_one_query_reads_whole() {
         let db = TempDb::new();
         let store = SqliteEventStore::open(&db.0).await.unwrap();

@@ -1359,24 +1359,76 @@ fn types_filter(query: &ReadAll) -> Result<Option<String>, StoreError> {
 /// decoded and used. Pages are keyset pages of `query.batch_size` events, as in the
 /// default [`EventStore::read_all_batches`]; at most two are held. The log is exhausted at
 /// the first page shorter than asked for; after an error the stream ends.
-struct Pages<'a> {
-    store: &'a SqliteEventStore,
+struct Pages {
+    reader: SqlitePool,
     /// The aggregate-type filter as the page query binds it.
     types: Option<String>,
     tenant: Option<String>,
     batch_size: usize,
     /// Events still to read under `query.limit`.
     remaining: Option<u64>,
-    /// The next page's fetch and the page size it asked for.
-    next: Option<(Fetch<'a>, u64)>,
+    /// The next page and the page size it asked for.
+    next: Option<(Ahead, u64)>,
     /// A filter that cannot be bound: the stream's one item.
     failed: Option<StoreError>,
 }
 
-impl<'a> Pages<'a> {
-    fn new(store: &'a SqliteEventStore, query: ReadAll) -> Self {
+/// A page fetch that owns what it needs, so it can run on its own task.
+type PageFetch = Pin<Box<dyn Future<Output = Result<RawPage, StoreError>> + Send>>;
+
+/// The next page of [`Pages`].
+enum Ahead {
+    /// Not started yet (the first page, or outside a Tokio runtime): fetched when polled.
+    Waiting(PageFetch),
+    /// Finished on the poll that sent its query.
+    Done(Option<Result<RawPage, StoreError>>),
+    /// Sent from the caller's task, then moved to a task of its own: it gives its reader
+    /// connection back as soon as the page is in, even while the caller is busy elsewhere
+    /// (with a handler that reads the store through the only reader connection, say).
+    Running(tokio::task::JoinHandle<Result<RawPage, StoreError>>),
+}
+
+impl Ahead {
+    /// Sends the query now (one poll on the caller's task, so it goes out before the
+    /// caller gets on with the current page), and lets it finish on its own task.
+    fn start(mut fetch: PageFetch, cx: &mut Context<'_>) -> Self {
+        match fetch.as_mut().poll(cx) {
+            Poll::Ready(outcome) => Ahead::Done(Some(outcome)),
+            Poll::Pending => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => Ahead::Running(runtime.spawn(fetch)),
+                Err(_) => Ahead::Waiting(fetch),
+            },
+        }
+    }
+
+    fn poll_page(&mut self, cx: &mut Context<'_>) -> Poll<Result<RawPage, StoreError>> {
+        match self {
+            Ahead::Waiting(fetch) => fetch.as_mut().poll(cx),
+            Ahead::Done(outcome) => Poll::Ready(
+                outcome
+                    .take()
+                    .unwrap_or_else(|| Err(backend(sqlx::Error::WorkerCrashed))),
+            ),
+            Ahead::Running(task) => Pin::new(task).poll(cx).map(|joined| {
+                joined.unwrap_or_else(|error| Err(StoreError::backend(BACKEND, false, error)))
+            }),
+        }
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        // A page nobody will read: stop fetching it.
+        if let Ahead::Running(task) = self {
+            task.abort();
+        }
+    }
+}
+
+impl Pages {
+    fn new(store: &SqliteEventStore, query: ReadAll) -> Self {
         let mut pages = Pages {
-            store,
+            reader: store.reader.clone(),
             types: None,
             tenant: query.tenant_id.clone(),
             batch_size: query.batch_size.max(1),
@@ -1387,7 +1439,9 @@ impl<'a> Pages<'a> {
         match types_filter(&query) {
             Ok(types) => {
                 pages.types = types;
-                pages.next = pages.fetch_after(query.after);
+                pages.next = pages
+                    .fetch_after(query.after)
+                    .map(|(fetch, max)| (Ahead::Waiting(fetch), max));
             }
             Err(error) => pages.failed = Some(error),
         }
@@ -1395,27 +1449,27 @@ impl<'a> Pages<'a> {
     }
 
     /// The fetch of the page after `position`; `None` once the limit is reached.
-    fn fetch_after(&self, position: u64) -> Option<(Fetch<'a>, u64)> {
+    fn fetch_after(&self, position: u64) -> Option<(PageFetch, u64)> {
         let max = match self.remaining {
             Some(0) => return None,
             Some(left) => left.min(self.batch_size as u64),
             None => self.batch_size as u64,
         };
-        let reader = &self.store.reader;
+        let reader = self.reader.clone();
         let (types, tenant) = (self.types.clone(), self.tenant.clone());
-        let fetch = Box::pin(async move {
+        let fetch: PageFetch = Box::pin(async move {
             let page = sqlx::query(READ_PAGE)
                 .bind(to_i64(position, "position")?)
                 .bind(types)
                 .bind(tenant)
                 .bind(to_i64(max, "limit")?);
-            fetch_raw(page, reader).await
+            fetch_raw(page, &reader).await
         });
-        Some((MaybeDone::Future(fetch), max))
+        Some((fetch, max))
     }
 }
 
-impl futures_core::Stream for Pages<'_> {
+impl futures_core::Stream for Pages {
     type Item = Result<Vec<Arc<RecordedEvent>>, StoreError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -1423,11 +1477,11 @@ impl futures_core::Stream for Pages<'_> {
         if let Some(error) = this.failed.take() {
             return Poll::Ready(Some(Err(error)));
         }
-        let Some((fetch, asked)) = &mut this.next else {
+        let Some((next, asked)) = &mut this.next else {
             return Poll::Ready(None);
         };
         let asked = *asked;
-        let outcome = ready!(finish(fetch, cx));
+        let outcome = ready!(next.poll_page(cx));
         this.next = None;
         let raw = match outcome {
             Ok(raw) => raw,
@@ -1435,10 +1489,9 @@ impl futures_core::Stream for Pages<'_> {
         };
         this.remaining = this.remaining.map(|left| left.saturating_sub(raw.events));
         if let Some(last) = raw.last.filter(|_| !raw.is_last(asked)) {
-            this.next = this.fetch_after(last);
-            if let Some((fetch, _)) = &mut this.next {
-                send(fetch, cx);
-            }
+            this.next = this
+                .fetch_after(last)
+                .map(|(fetch, max)| (Ahead::start(fetch, cx), max));
         }
         match raw.decode() {
             Ok(page) if page.is_empty() => Poll::Ready(None),
