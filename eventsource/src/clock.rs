@@ -105,21 +105,22 @@ const RAND_B_BITS: u32 = 62;
 /// what makes this cheaper than `Uuid::now_v7`.
 pub(crate) fn v7_at(millis: u64) -> Uuid {
     thread_local! {
-        /// The millisecond of the thread's last id and its counter.
-        static LAST: Cell<(u64, u128)> = const { Cell::new((0, 0)) };
+        /// The millisecond of the thread's last id and its counter (`None` before the
+        /// thread's first id, which is always seeded, whatever the clock says).
+        static LAST: Cell<Option<(u64, u128)>> = const { Cell::new(None) };
     }
     let (millis, counter) = LAST.with(|last| {
-        let (last_millis, last_counter) = last.get();
-        let next = if millis > last_millis {
-            (millis, random_seed())
-        } else {
-            match last_counter.checked_add(1) {
-                Some(counter) if counter >> COUNTER_BITS == 0 => (last_millis, counter),
-                // 2^73 ids in one millisecond: borrow the next one.
-                _ => (last_millis.saturating_add(1), random_seed()),
+        let next = match last.get() {
+            Some((last_millis, last_counter)) if millis <= last_millis => {
+                match last_counter.checked_add(1) {
+                    Some(counter) if counter >> COUNTER_BITS == 0 => (last_millis, counter),
+                    // 2^73 ids in one millisecond: borrow the next one.
+                    _ => (last_millis.saturating_add(1), random_seed()),
+                }
             }
+            _ => (millis, random_seed()),
         };
-        last.set(next);
+        last.set(Some(next));
         next
     });
     let rand_a = counter >> RAND_B_BITS;
@@ -186,6 +187,16 @@ mod tests {
         }
         let later = v7_at(millis + 1);
         assert!(later > previous);
+    }
+
+    #[test]
+    fn a_threads_first_id_is_seeded_even_at_the_epoch() {
+        // A clock before 1970 reads as millisecond 0: the first ids of two threads must
+        // still be random below the timestamp, not a counter from zero.
+        let first_at_epoch = || std::thread::spawn(|| v7_at(0)).join().unwrap();
+        let (a, b) = (first_at_epoch(), first_at_epoch());
+        assert_ne!(a, b);
+        assert_eq!(a.get_version_num(), 7);
     }
 
     #[test]

@@ -581,3 +581,74 @@ mod read_ahead {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn text_with_a_nul_character_is_refused_before_anything_is_written() {
+    let store = fresh_store().await.unwrap();
+    let id = Uuid::now_v7();
+    // One event is bound column by column; a batch goes through a JSON array.
+    for n in [1, 2] {
+        let mut events = deposits(id, 0, n);
+        events[n - 1].envelope.actor_id = Some("robot\0".into());
+        let error = store
+            .append("ConformanceAccount", id, ExpectedVersion::Any, &events)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, eventsource::StoreError::InvalidAppend { reason, .. }
+                if reason.contains("actor_id contains a NUL character")),
+            "{error:?}"
+        );
+    }
+    assert_eq!(store.current_position().await.unwrap(), 0);
+    assert_eq!(
+        store
+            .stream_version("ConformanceAccount", id)
+            .await
+            .unwrap(),
+        0
+    );
+    // The same events without the NUL are stored and read back.
+    store
+        .append(
+            "ConformanceAccount",
+            id,
+            ExpectedVersion::NoStream,
+            &deposits(id, 0, 2),
+        )
+        .await
+        .unwrap();
+    let all: Vec<_> = store
+        .read_all(ReadAll::from_start())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+}
+
+#[tokio::test]
+async fn a_closed_store_refuses_appends_with_an_error_retrying_cannot_fix() {
+    let store = fresh_store().await.unwrap();
+    let id = Uuid::now_v7();
+    store.store.close().await;
+    let error = store
+        .append(
+            "ConformanceAccount",
+            id,
+            ExpectedVersion::Any,
+            &deposits(id, 0, 1),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            eventsource::StoreError::Backend {
+                backend: "sqlite",
+                transient: false,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}

@@ -321,12 +321,14 @@ impl std::fmt::Debug for SqliteEventStore {
 
 fn backend(error: sqlx::Error) -> StoreError {
     let transient = match &error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        // SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock.
-        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("5" | "6" | "517")),
+        // A closed store stays closed: retrying cannot help.
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        // SQLITE_BUSY / SQLITE_LOCKED and their extended codes (the primary code is the
+        // low byte): another connection or process holds the lock.
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
         _ => false,
     };
     StoreError::backend(BACKEND, transient, error)
@@ -1159,7 +1161,8 @@ fn recorded(
             let position: i64 = row.try_get(0).map_err(backend)?;
             let version: i64 = row.try_get(1).map_err(backend)?;
             match (u64::try_from(position), u64::try_from(version)) {
-                (Ok(position), Ok(version)) => Ok((position, version)),
+                // Versions start at 1: a 0 means the stream held a corrupt version.
+                (Ok(position), Ok(version)) if version >= 1 => Ok((position, version)),
                 _ => Err(unexpected(format!(
                     "the append returned position {position}, version {version}"
                 ))),
@@ -1208,6 +1211,39 @@ fn recorded(
     })
 }
 
+/// Refuses text with a NUL character, before anything is written. Pages are packed with
+/// `format('%s')`, which stops at a NUL, so such a row could be stored but never read back
+/// (PostgreSQL's text refuses NUL too). Payloads and metadata are JSON, which escapes it.
+fn refuse_nul(
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    events: &[UncommittedEvent],
+) -> Result<(), StoreError> {
+    for event in events {
+        let envelope = &event.envelope;
+        let fields = [
+            ("event_name", Some(envelope.event_name.as_ref())),
+            ("aggregate_type", Some(envelope.aggregate_type.as_ref())),
+            ("tenant_id", envelope.tenant_id.as_deref()),
+            ("actor_id", envelope.actor_id.as_deref()),
+        ];
+        if let Some((field, _)) = fields
+            .iter()
+            .find(|(_, text)| text.is_some_and(|text| text.contains('\0')))
+        {
+            return Err(StoreError::InvalidAppend {
+                aggregate_type: aggregate_type.to_owned(),
+                aggregate_id,
+                reason: format!(
+                    "event {}: {field} contains a NUL character, which the store cannot keep",
+                    envelope.event_id
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl EventStore for SqliteEventStore {
     async fn append(
@@ -1218,6 +1254,7 @@ impl EventStore for SqliteEventStore {
         events: &[UncommittedEvent],
     ) -> Result<AppendResult, StoreError> {
         validate_batch(aggregate_type, aggregate_id, events)?;
+        refuse_nul(aggregate_type, aggregate_id, events)?;
         let mut writer = self.writer.lock().await?;
         let outcome = self
             .append_on(
