@@ -895,3 +895,22 @@ mod outbox {
         assert_eq!(checker.counts().await.unwrap(), counts(0, 400, 0));
     }
 }
+
+#[tokio::test]
+async fn text_with_a_nul_character_is_a_typed_refusal_not_a_driver_error() {
+    let Some(db) = fresh().await else { return };
+    let store = &db.store;
+    let id = Uuid::now_v7();
+    let mut events = deposits(id, 0, 2);
+    events[1].envelope.tenant_id = Some("tenant\0".into());
+    let error = store
+        .append("ConformanceAccount", id, ExpectedVersion::Any, &events)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::InvalidAppend { reason, .. }
+            if reason.contains("tenant_id contains a NUL character")),
+        "{error:?}"
+    );
+    assert_eq!(store.current_position().await.unwrap(), 0);
+}

@@ -354,6 +354,41 @@ pub(crate) fn stored_names(
     }
 }
 
+/// Refuses an event whose name, aggregate type, tenant or actor holds a NUL character,
+/// before anything is written, for the database stores: PostgreSQL's `text` cannot hold
+/// one, and SQLite's packed pages (`format('%s')` stops at a NUL) could store the row but
+/// never read it back. Payloads and metadata are JSON, which escapes it.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn refuse_nul(
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    events: &[UncommittedEvent],
+) -> Result<(), StoreError> {
+    for event in events {
+        let envelope = &event.envelope;
+        let fields = [
+            ("event_name", Some(envelope.event_name.as_ref())),
+            ("aggregate_type", Some(envelope.aggregate_type.as_ref())),
+            ("tenant_id", envelope.tenant_id.as_deref()),
+            ("actor_id", envelope.actor_id.as_deref()),
+        ];
+        if let Some((field, _)) = fields
+            .iter()
+            .find(|(_, text)| text.is_some_and(|text| text.contains('\0')))
+        {
+            return Err(StoreError::InvalidAppend {
+                aggregate_type: aggregate_type.to_owned(),
+                aggregate_id,
+                reason: format!(
+                    "event {}: {field} contains a NUL character, which the store cannot keep",
+                    envelope.event_id
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Checks a batch on its own: every event belongs to the stream, no id repeats.
 pub(crate) fn validate_batch(
     aggregate_type: &str,

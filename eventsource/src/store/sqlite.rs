@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::{
     AppendResult, BatchStream, EventStore, EventStream, ExpectedVersion, ReadAll, StreamEvents,
-    classify_stored, validate_batch,
+    classify_stored, refuse_nul, validate_batch,
 };
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{EventEnvelope, Payload, RecordedEvent, UncommittedEvent};
@@ -1209,39 +1209,6 @@ fn recorded(
         events,
         already_stored: false,
     })
-}
-
-/// Refuses text with a NUL character, before anything is written. Pages are packed with
-/// `format('%s')`, which stops at a NUL, so such a row could be stored but never read back
-/// (PostgreSQL's text refuses NUL too). Payloads and metadata are JSON, which escapes it.
-fn refuse_nul(
-    aggregate_type: &str,
-    aggregate_id: Uuid,
-    events: &[UncommittedEvent],
-) -> Result<(), StoreError> {
-    for event in events {
-        let envelope = &event.envelope;
-        let fields = [
-            ("event_name", Some(envelope.event_name.as_ref())),
-            ("aggregate_type", Some(envelope.aggregate_type.as_ref())),
-            ("tenant_id", envelope.tenant_id.as_deref()),
-            ("actor_id", envelope.actor_id.as_deref()),
-        ];
-        if let Some((field, _)) = fields
-            .iter()
-            .find(|(_, text)| text.is_some_and(|text| text.contains('\0')))
-        {
-            return Err(StoreError::InvalidAppend {
-                aggregate_type: aggregate_type.to_owned(),
-                aggregate_id,
-                reason: format!(
-                    "event {}: {field} contains a NUL character, which the store cannot keep",
-                    envelope.event_id
-                ),
-            });
-        }
-    }
-    Ok(())
 }
 
 #[async_trait]

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::{
     AppendResult, EventStore, EventStream, ExpectedVersion, ReadAll, StreamEvents, classify_stored,
-    validate_batch,
+    refuse_nul, validate_batch,
 };
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{EventEnvelope, Payload, RecordedEvent, UncommittedEvent};
@@ -663,6 +663,7 @@ impl PostgresEventStore {
         events: &[UncommittedEvent],
     ) -> Result<AppendResult, StoreError> {
         validate_batch(aggregate_type, aggregate_id, events)?;
+        refuse_nul(aggregate_type, aggregate_id, events)?;
         let rows = self
             .append_rows(
                 &mut *connection,
@@ -784,6 +785,7 @@ impl EventStore for PostgresEventStore {
         events: &[UncommittedEvent],
     ) -> Result<AppendResult, StoreError> {
         validate_batch(aggregate_type, aggregate_id, events)?;
+        refuse_nul(aggregate_type, aggregate_id, events)?;
         let rows = self
             .append_rows(&self.pool, aggregate_type, aggregate_id, expected, events)
             .await?;
