@@ -28,10 +28,14 @@ impl EventHandler for Keep {
     }
 }
 
+#[path = "common/pg_gate.rs"]
+mod pg_gate;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_orders_reach_a_redis_consumer_through_the_outbox_once_and_in_order() {
     let schema = format!("es_test_{}", Uuid::now_v7().simple());
     let pg = postgres_url();
+    let _gate = pg_gate::pg_gate(&pg).await;
     let Some(store) = require_or_skip(
         "postgres",
         &pg,

@@ -14,17 +14,18 @@ use eventsource_test::conformance::deposits;
 use futures_util::TryStreamExt;
 use uuid::Uuid;
 
-/// The tests of this file run one at a time. Readers never see an event while a lower
-/// position may still commit, so an append in flight anywhere in the database (another
-/// test's) briefly holds back every reader — the documented trade-off of the ordering —
-/// and a test that reads right after writing would see its own events a moment late.
+#[path = "common/pg_gate.rs"]
+mod pg_gate;
+
+/// The tests of this file run one at a time (see `pg_gate`): within this process, and
+/// across processes under `cargo nextest`.
 static ONE_AT_A_TIME: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
     std::sync::LazyLock::new(Arc::default);
 
 /// A migrated store in a fresh schema, dropped with the value.
 struct TempSchema {
     store: PostgresEventStore,
-    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _gate: Option<(tokio::sync::OwnedMutexGuard<()>, Option<pg_gate::PgGate>)>,
 }
 
 impl Drop for TempSchema {
@@ -50,8 +51,9 @@ impl Drop for TempSchema {
 async fn fresh() -> Option<TempSchema> {
     // Taken before migrating: a migration is a transaction too.
     let gate = Arc::clone(&ONE_AT_A_TIME).lock_owned().await;
+    let server_gate = pg_gate::pg_gate(&postgres_url()).await;
     let mut db = fresh_schema().await?;
-    db._gate = Some(gate);
+    db._gate = Some((gate, server_gate));
     Some(db)
 }
 
