@@ -53,4 +53,9 @@ impl Counter {
     pub fn increment(&self) -> Result<Incremented, std::convert::Infallible> {
         Ok(Incremented::sample())
     }
+
+    /// The batch command: `n` increments by one, decided at once (one append when saved).
+    pub fn increment_many(&self, n: usize) -> Result<Vec<Incremented>, std::convert::Infallible> {
+        Ok((0..n).map(|_| Incremented::sample()).collect())
+    }
 }

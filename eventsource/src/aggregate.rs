@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -123,6 +124,7 @@ where
 
 impl<A: Aggregate, T: IntoEvents<A>> IntoEvents<A> for Vec<T> {
     fn record_into(self, root: &mut AggregateRoot<A>) {
+        root.uncommitted.reserve(self.len());
         for event in self {
             event.record_into(root);
         }
@@ -196,6 +198,21 @@ pub struct AggregateRoot<A: Aggregate> {
     uncommitted: Vec<UncommittedEvent>,
     context: EventContext,
     clock: Option<Arc<dyn Clock>>,
+    /// The clock reading of the command being executed: one per command, whatever the
+    /// number of events it records.
+    command_time: CommandTime,
+}
+
+/// When the events being recorded occurred.
+#[derive(Clone, Copy)]
+enum CommandTime {
+    /// Outside [`AggregateRoot::execute`]: every event reads the clock.
+    Each,
+    /// In a command that has not recorded an event yet.
+    Unread,
+    /// In a command, read at its first event (Unix milliseconds for the system clock's
+    /// ids, and the instant).
+    Read(u64, DateTime<Utc>),
 }
 
 impl<A: Aggregate> AggregateRoot<A> {
@@ -213,6 +230,7 @@ impl<A: Aggregate> AggregateRoot<A> {
             uncommitted: Vec::new(),
             context: EventContext::default(),
             clock: None,
+            command_time: CommandTime::Each,
         }
     }
 
@@ -353,6 +371,9 @@ impl<A: Aggregate> AggregateRoot<A> {
     /// Runs a command: `command` decides from the current state which events happen (or
     /// fails with the caller's own error); they are applied and recorded in order.
     ///
+    /// The events of one command occurred together: they all carry the same
+    /// `occurred_at`, from one reading of the clock (each still gets its own id).
+    ///
     /// # Errors
     /// Whatever `command` returns; nothing is recorded then.
     pub fn execute<R, Err>(&mut self, command: impl FnOnce(&A) -> Result<R, Err>) -> Result<(), Err>
@@ -360,16 +381,37 @@ impl<A: Aggregate> AggregateRoot<A> {
         R: IntoEvents<A>,
     {
         let events = command(&self.state)?;
+        self.command_time = CommandTime::Unread;
         events.record_into(self);
+        self.command_time = CommandTime::Each;
         Ok(())
+    }
+
+    /// The id and the time of the next event: a clock reading per event outside a
+    /// command, one per command inside [`execute`](Self::execute).
+    fn stamp(&mut self) -> (Uuid, DateTime<Utc>) {
+        let reading = match self.command_time {
+            CommandTime::Read(millis, at) => Some((millis, at)),
+            CommandTime::Each | CommandTime::Unread => None,
+        };
+        let (millis, at) = match (reading, &self.clock) {
+            (Some(reading), _) => reading,
+            (None, Some(clock)) => (0, clock.now()),
+            (None, None) => crate::clock::read_now(),
+        };
+        if let CommandTime::Unread = self.command_time {
+            self.command_time = CommandTime::Read(millis, at);
+        }
+        let id = match &self.clock {
+            Some(clock) => clock.new_event_id(),
+            None => crate::clock::v7_at(millis),
+        };
+        (id, at)
     }
 
     fn next_envelope(&mut self, name: &'static str, schema_version: u32) -> EventEnvelope {
         self.version += 1;
-        let (event_id, occurred_at) = match &self.clock {
-            Some(clock) => (clock.new_event_id(), clock.now()),
-            None => crate::clock::now_with_id(),
-        };
+        let (event_id, occurred_at) = self.stamp();
         EventEnvelope {
             event_id,
             event_name: name.into(),
@@ -431,6 +473,7 @@ impl<A: Aggregate + Clone> Clone for AggregateRoot<A> {
             uncommitted: self.uncommitted.clone(),
             context: self.context.clone(),
             clock: self.clock.clone(),
+            command_time: self.command_time,
         }
     }
 }

@@ -33,7 +33,7 @@ impl Clock for SystemClock {
     }
 
     fn new_event_id(&self) -> Uuid {
-        now_with_id().0
+        v7_at(read_now().0)
     }
 }
 
@@ -78,15 +78,16 @@ fn utc_from_unix(since_epoch: Duration) -> DateTime<Utc> {
 
 const SECONDS_PER_DAY: u64 = 86_400;
 
-/// A UUID v7 and a timestamp from one clock read (the system clock path of
-/// `AggregateRoot`, which records an event per command or more).
-pub(crate) fn now_with_id() -> (Uuid, DateTime<Utc>) {
+/// One read of the system clock as Unix milliseconds (for [`v7_at`]) and the instant
+/// (the system clock path of `AggregateRoot`, which stamps the events of a command).
+pub(crate) fn read_now() -> (u64, DateTime<Utc>) {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(since_epoch) => {
             let millis = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
-            (v7_at(millis), utc_from_unix(since_epoch))
+            (millis, utc_from_unix(since_epoch))
         }
-        Err(_) => (v7_at(0), Utc::now()),
+        // A clock set before 1970: ids at millisecond 0.
+        Err(_) => (0, Utc::now()),
     }
 }
 

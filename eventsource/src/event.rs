@@ -78,7 +78,8 @@ pub struct EventEnvelope {
     pub aggregate_type: Cow<'static, str>,
     /// The aggregate's version after this event: 1 for the first event of a stream.
     pub aggregate_version: u64,
-    /// When the event happened (UTC).
+    /// When the event happened (UTC): the events of one command
+    /// ([`AggregateRoot::execute`](crate::AggregateRoot::execute)) share one instant.
     pub occurred_at: DateTime<Utc>,
     /// The tenant that owns the event, if the application is multi-tenant.
     pub tenant_id: Option<String>,

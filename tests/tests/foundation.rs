@@ -55,6 +55,78 @@ mod commands_and_business_rules {
     use super::*;
 
     #[test]
+    fn the_events_of_one_command_occur_together_and_each_has_its_own_id() {
+        let clock = Arc::new(eventsource_test::TestClock::new());
+        let mut order = AggregateRoot::<Order>::new(Uuid::now_v7());
+        order.set_clock(clock.clone());
+        let item = |name: &str| OrderItemAdded {
+            product_name: name.into(),
+            quantity: 1,
+            unit_price: 5.0,
+        };
+        order
+            .execute(|_| {
+                let created = OrderCreated {
+                    customer_id: Uuid::now_v7(),
+                    total_amount: 0.0,
+                };
+                Ok::<_, OrderError>((created, vec![item("pen"), item("ink")]))
+            })
+            .unwrap();
+        order.execute(|_| Ok::<_, OrderError>(item("nib"))).unwrap();
+        order.record(item("cap"));
+        order.record(item("box"));
+
+        let stamps: Vec<_> = order
+            .uncommitted()
+            .iter()
+            .map(|e| (e.envelope.event_id, e.envelope.occurred_at))
+            .collect();
+        let ids: Vec<_> = stamps.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, (1..=6).map(|n| clock.id(n)).collect::<Vec<_>>());
+        let times: Vec<_> = stamps.iter().map(|(_, at)| *at).collect();
+        // One reading per command; a `record` outside a command reads the clock itself.
+        assert_eq!(
+            times,
+            [1, 1, 1, 2, 3, 4].map(|n| clock.time(n)).to_vec(),
+            "three events of the first command, one of the second, two records"
+        );
+    }
+
+    #[test]
+    fn a_command_on_the_system_clock_stamps_its_events_once_with_increasing_ids() {
+        let mut order = AggregateRoot::<Order>::new(Uuid::now_v7());
+        order.execute(|o| o.create(Uuid::now_v7(), 10.0)).unwrap();
+        let before = chrono::Utc::now();
+        order
+            .execute(|_| {
+                Ok::<_, OrderError>(
+                    (0..50)
+                        .map(|i| OrderItemAdded {
+                            product_name: format!("item {i}"),
+                            quantity: 1,
+                            unit_price: 1.0,
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .unwrap();
+        let after = chrono::Utc::now();
+        let batch = &order.uncommitted()[1..];
+        assert_eq!(batch.len(), 50);
+        let at = batch[0].envelope.occurred_at;
+        assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+        assert!(batch.iter().all(|e| e.envelope.occurred_at == at));
+        assert!(
+            order
+                .uncommitted()
+                .windows(2)
+                .all(|w| w[0].envelope.event_id < w[1].envelope.event_id),
+            "ids increase in recording order"
+        );
+    }
+
+    #[test]
     fn a_command_records_and_applies_its_event() {
         let customer = Uuid::now_v7();
         let mut order = AggregateRoot::<Order>::new(Uuid::now_v7());
