@@ -337,6 +337,50 @@ pub async fn expected_versions_are_enforced<S: EventStore>(store: &S) {
     assert_eq!(store.stream_version(TYPE, id).await.unwrap(), 4);
 }
 
+/// Batches of several events and empty batches obey the expectation like single events:
+/// a batch expecting a version the stream has not reached, or expecting no stream, is a
+/// conflict naming the actual version; an empty batch succeeds only when it would have.
+pub async fn batches_and_empty_batches_obey_the_expectation<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    append(store, id, ExpectedVersion::NoStream, &deposits(id, 0, 2)).await;
+    let before = store.current_position().await.unwrap();
+    for expected in [
+        ExpectedVersion::Exact(5),
+        ExpectedVersion::Exact(1),
+        ExpectedVersion::NoStream,
+    ] {
+        expect_conflict(
+            store.append(TYPE, id, expected, &deposits(id, 2, 3)).await,
+            id,
+            expected,
+            2,
+        );
+    }
+    assert_eq!(store.current_position().await.unwrap(), before);
+    let empty = append(store, id, ExpectedVersion::Exact(2), &[]).await;
+    assert_eq!(empty.new_version, 2);
+    assert!(empty.events.is_empty());
+    for expected in [ExpectedVersion::Exact(3), ExpectedVersion::NoStream] {
+        expect_conflict(store.append(TYPE, id, expected, &[]).await, id, expected, 2);
+    }
+    let other = Uuid::now_v7();
+    expect_conflict(
+        store
+            .append(TYPE, other, ExpectedVersion::StreamExists, &[])
+            .await,
+        other,
+        ExpectedVersion::StreamExists,
+        0,
+    );
+    let result = append(store, id, ExpectedVersion::Exact(2), &deposits(id, 2, 3)).await;
+    assert_eq!(result.new_version, 5);
+    assert_eq!(versions(&result.events), [3, 4, 5]);
+    // Positions increase; a database may skip numbers a refused insert had drawn.
+    let positions = positions(&result.events);
+    assert!(positions[0] > before && positions.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(store.current_position().await.unwrap(), positions[2]);
+}
+
 /// A refused batch writes nothing at all.
 pub async fn a_refused_batch_writes_nothing<S: EventStore>(store: &S) {
     let id = Uuid::now_v7();
@@ -819,6 +863,7 @@ macro_rules! store_conformance_tests {
             read_stream_after_a_version,
             versions_continue_across_appends,
             expected_versions_are_enforced,
+            batches_and_empty_batches_obey_the_expectation,
             a_refused_batch_writes_nothing,
             retrying_a_stored_batch_is_idempotent,
             duplicate_ids_that_are_not_a_retry_are_refused,

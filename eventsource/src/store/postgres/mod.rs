@@ -188,7 +188,9 @@ impl Sql {
                     AS $fn$
                     DECLARE
                         v_actual bigint;
+                        v_first bigint;
                         v_now timestamptz := clock_timestamp();
+                        v_position bigint;
                         v_positions bigint[];
                         v_versions bigint[];
                     BEGIN
@@ -198,60 +200,88 @@ impl Sql {
                             RETURN QUERY SELECT 'late'::text, NULL::bigint, NULL::bigint, NULL::timestamptz;
                             RETURN;
                         END IF;
-                        -- Stored ids (an idempotent retry) are looked for only when the append
-                        -- cannot go ahead: here on a version mismatch, below on a unique
-                        -- violation. The common append does one lookup.
-                        SELECT COALESCE(MAX(aggregate_version), 0) INTO v_actual FROM {events}
-                            WHERE aggregate_type = p_type AND aggregate_id = p_id;
-                        IF NOT (p_kind = 'any' OR (p_kind = 'no_stream' AND v_actual = 0)
-                                OR (p_kind = 'exists' AND v_actual > 0) OR (p_kind = 'exact' AND v_actual = p_exact)) THEN
+                        IF p_kind = 'exact' OR p_kind = 'no_stream' THEN
+                            -- The insert checks this expectation itself, with no lookup
+                            -- before it: the version after the expected one is unique (a
+                            -- stream that is further along refuses it), and the expected
+                            -- one must be stored (one index probe, none for version 0).
+                            v_first := CASE WHEN p_kind = 'exact' THEN p_exact + 1 ELSE 1 END;
+                        ELSE
+                            SELECT COALESCE(MAX(aggregate_version), 0) INTO v_actual FROM {events}
+                                WHERE aggregate_type = p_type AND aggregate_id = p_id;
+                            IF p_kind = 'exists' AND v_actual = 0 THEN
+                                v_first := NULL;
+                            ELSE
+                                v_first := v_actual + 1;
+                            END IF;
+                        END IF;
+                        IF v_first IS NOT NULL AND cardinality(p_ids) > 0 THEN
+                            -- Transaction ids and positions in one order: see the module docs.
+                            PERFORM pg_advisory_lock(p_lock);
+                            BEGIN
+                                PERFORM pg_current_xact_id();
+                                IF cardinality(p_ids) = 1 THEN
+                                    -- One event (the common append): no unnest.
+                                    INSERT INTO {events} (event_id, event_name, schema_version, aggregate_type,
+                                        aggregate_id, aggregate_version, occurred_at, stored_at, tenant_id,
+                                        correlation_id, causation_id, actor_id, metadata, payload)
+                                    SELECT p_ids[1], p_names[1], p_versions[1], p_type, p_id, v_first, p_occurred[1],
+                                        v_now, p_tenants[1], p_corrs[1], p_causes[1], p_actors[1], p_metas[1]::jsonb,
+                                        p_payloads[1]::jsonb
+                                    WHERE v_first = 1 OR EXISTS (SELECT 1 FROM {events} WHERE aggregate_type = p_type
+                                        AND aggregate_id = p_id AND aggregate_version = v_first - 1)
+                                    RETURNING position INTO v_position;
+                                    IF v_position IS NOT NULL THEN
+                                        v_positions := ARRAY[v_position];
+                                        v_versions := ARRAY[v_first];
+                                    END IF;
+                                ELSE
+                                    WITH inserted AS (
+                                        INSERT INTO {events} (event_id, event_name, schema_version, aggregate_type, aggregate_id,
+                                            aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id,
+                                            actor_id, metadata, payload)
+                                        SELECT e.id, e.name, e.sv, p_type, p_id, v_first - 1 + e.ord, e.occ, v_now, e.ten, e.corr,
+                                            e.cause, e.act, e.meta::jsonb, e.pay::jsonb
+                                        FROM unnest(p_ids, p_names, p_versions, p_occurred, p_tenants, p_corrs, p_causes,
+                                            p_actors, p_metas, p_payloads)
+                                            WITH ORDINALITY AS e(id, name, sv, occ, ten, corr, cause, act, meta, pay, ord)
+                                        WHERE v_first = 1 OR EXISTS (SELECT 1 FROM {events} WHERE aggregate_type = p_type
+                                            AND aggregate_id = p_id AND aggregate_version = v_first - 1)
+                                        ORDER BY e.ord
+                                        RETURNING position, aggregate_version)
+                                    SELECT array_agg(position ORDER BY aggregate_version), array_agg(aggregate_version ORDER BY aggregate_version)
+                                        INTO v_positions, v_versions FROM inserted;
+                                END IF;
+                                IF p_outbox AND v_positions IS NOT NULL THEN
+                                    INSERT INTO {schema}.outbox (position) SELECT unnest(v_positions);
+                                END IF;
+                            EXCEPTION
+                                -- Another version of the stream or an id already stored.
+                                WHEN unique_violation THEN
+                                    v_positions := NULL;
+                                WHEN OTHERS THEN
+                                    PERFORM pg_advisory_unlock(p_lock);
+                                    RAISE;
+                            END;
+                            PERFORM pg_advisory_unlock(p_lock);
+                        END IF;
+                        IF v_positions IS NULL THEN
+                            -- Refused, or nothing to insert: an idempotent retry, a conflict,
+                            -- or an empty batch whose expectation holds.
                             IF EXISTS (SELECT 1 FROM {events} WHERE event_id = ANY(p_ids)) THEN
                                 RETURN QUERY SELECT 'stored'::text, NULL::bigint, NULL::bigint, NULL::timestamptz;
+                                RETURN;
+                            END IF;
+                            SELECT COALESCE(MAX(aggregate_version), 0) INTO v_actual FROM {events}
+                                WHERE aggregate_type = p_type AND aggregate_id = p_id;
+                            IF cardinality(p_ids) = 0 AND (p_kind = 'any' OR (p_kind = 'exists' AND v_actual > 0)
+                                    OR v_first - 1 = v_actual) THEN
+                                RETURN QUERY SELECT 'empty'::text, NULL::bigint, v_actual, NULL::timestamptz;
                             ELSE
                                 RETURN QUERY SELECT 'conflict'::text, NULL::bigint, v_actual, NULL::timestamptz;
                             END IF;
                             RETURN;
                         END IF;
-                        IF cardinality(p_ids) = 0 THEN
-                            RETURN QUERY SELECT 'empty'::text, NULL::bigint, v_actual, NULL::timestamptz;
-                            RETURN;
-                        END IF;
-                        -- Transaction ids and positions in one order: see the module docs.
-                        PERFORM pg_advisory_lock(p_lock);
-                        BEGIN
-                            PERFORM pg_current_xact_id();
-                            WITH inserted AS (
-                                INSERT INTO {events} (event_id, event_name, schema_version, aggregate_type, aggregate_id,
-                                    aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id,
-                                    actor_id, metadata, payload)
-                                SELECT e.id, e.name, e.sv, p_type, p_id, v_actual + e.ord, e.occ, v_now, e.ten, e.corr,
-                                    e.cause, e.act, e.meta::jsonb, e.pay::jsonb
-                                FROM unnest(p_ids, p_names, p_versions, p_occurred, p_tenants, p_corrs, p_causes,
-                                    p_actors, p_metas, p_payloads)
-                                    WITH ORDINALITY AS e(id, name, sv, occ, ten, corr, cause, act, meta, pay, ord)
-                                ORDER BY e.ord
-                                RETURNING position, aggregate_version)
-                            SELECT array_agg(position ORDER BY aggregate_version), array_agg(aggregate_version ORDER BY aggregate_version)
-                                INTO v_positions, v_versions FROM inserted;
-                            IF p_outbox THEN
-                                INSERT INTO {schema}.outbox (position) SELECT unnest(v_positions);
-                            END IF;
-                        EXCEPTION
-                            WHEN unique_violation THEN
-                                PERFORM pg_advisory_unlock(p_lock);
-                                IF EXISTS (SELECT 1 FROM {events} WHERE event_id = ANY(p_ids)) THEN
-                                    RETURN QUERY SELECT 'stored'::text, NULL::bigint, NULL::bigint, NULL::timestamptz;
-                                ELSE
-                                    SELECT COALESCE(MAX(aggregate_version), 0) INTO v_actual FROM {events}
-                                        WHERE aggregate_type = p_type AND aggregate_id = p_id;
-                                    RETURN QUERY SELECT 'conflict'::text, NULL::bigint, v_actual, NULL::timestamptz;
-                                END IF;
-                                RETURN;
-                            WHEN OTHERS THEN
-                                PERFORM pg_advisory_unlock(p_lock);
-                                RAISE;
-                        END;
-                        PERFORM pg_advisory_unlock(p_lock);
                         PERFORM pg_notify('{schema}_appended', '');
                         RETURN QUERY SELECT 'inserted'::text, unnest(v_positions), unnest(v_versions), v_now;
                     END
@@ -369,9 +399,12 @@ fn validate_schema(schema: &str) -> Result<(), StoreError> {
 /// ([`PostgresEventStore::append_in`]) must be that transaction's first write.
 ///
 /// Each append is one round trip: a PL/pgSQL function created by
-/// [`PostgresEventStore::migrate`] checks the expected version and inserts the batch with
-/// `unnest` (the same SQL text for any batch size); stored ids (an idempotent retry) are
-/// looked for only when the version check or the insert refuses the batch.
+/// [`PostgresEventStore::migrate`] inserts the batch (one event as a single row, more with
+/// `unnest`: the same SQL text for any batch size). With an `Exact` or `NoStream`
+/// expectation the insert checks it itself, without a lookup before it: the next version
+/// is unique per stream, and the expected one must be stored. Stored ids (an idempotent
+/// retry) and the stream's actual version are looked for only when the insert refuses the
+/// batch.
 ///
 /// Next to the events, [`PostgresEventStore::migrate`] creates the tables of
 /// [`PostgresCheckpointRepository`], [`PostgresDlqRepository`] and the transactional
