@@ -10,7 +10,7 @@
 //! | workload (mem / db) | what |
 //! |---|---|
 //! | `W1` / `W5` | one append call per event, expected version checked: 10,000 aggregates x 10 events |
-//! | `W2` / `W6` | one append call of 100 events per new aggregate: 1,000 aggregates x 100 events |
+//! | `W2` / `W6` | one append call of 100 events per new aggregate (one command deciding the 100 events, one save): 1,000 aggregates x 100 events |
 //! | `W3` / `W7` | 20 loads of one aggregate of 10,000 events, state rebuilt (`load_ms`) |
 //! | `W4` / `W8` | the 210,000 events of W1-W3 in global order through a counting projection |
 //! | `P1` | the same 210,000 events through [`ProjectionRunner::catch_up`] with a counting projection; once with the runner's defaults (`"config":"default"`: a checkpoint after every event) and once with `checkpoint_every_batch` (`"config":"checkpoint_every_batch"`); in-memory checkpoints on every backend |

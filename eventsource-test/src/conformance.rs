@@ -381,6 +381,51 @@ pub async fn batches_and_empty_batches_obey_the_expectation<S: EventStore>(store
     assert_eq!(store.current_position().await.unwrap(), positions[2]);
 }
 
+/// `append_taking` stores like `append` and takes the events only when they are stored:
+/// the vector is emptied on success and on an idempotent retry, left whole on a refusal.
+pub async fn append_taking_takes_the_events_only_once_stored<S: EventStore>(store: &S) {
+    let id = Uuid::now_v7();
+    let batch = deposits(id, 0, 3);
+    let mut events = batch.clone();
+    let stored = store
+        .append_taking(TYPE, id, ExpectedVersion::NoStream, &mut events)
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "stored events are taken");
+    assert_eq!(stored.new_version, 3);
+    assert_eq!(versions(&stored.events), [1, 2, 3]);
+    let ids: Vec<Uuid> = stored.events.iter().map(|e| e.event_id()).collect();
+    let sent: Vec<Uuid> = batch.iter().map(|e| e.envelope.event_id).collect();
+    assert_eq!(ids, sent);
+
+    let mut refused = deposits(id, 0, 2);
+    let before: Vec<Uuid> = refused.iter().map(|e| e.envelope.event_id).collect();
+    expect_conflict(
+        store
+            .append_taking(TYPE, id, ExpectedVersion::Exact(0), &mut refused)
+            .await,
+        id,
+        ExpectedVersion::Exact(0),
+        3,
+    );
+    let after: Vec<Uuid> = refused.iter().map(|e| e.envelope.event_id).collect();
+    assert_eq!(after, before, "a refused batch is left to the caller");
+
+    let mut retry = batch.clone();
+    let again = store
+        .append_taking(TYPE, id, ExpectedVersion::NoStream, &mut retry)
+        .await
+        .unwrap();
+    assert!(again.already_stored);
+    assert!(
+        retry.is_empty(),
+        "a retry that is already stored is taken too"
+    );
+    assert_eq!(store.stream_version(TYPE, id).await.unwrap(), 3);
+    let read = store.read_stream(TYPE, id, 0).await.unwrap();
+    assert_eq!(versions(&read.events), [1, 2, 3]);
+}
+
 /// A refused batch writes nothing at all.
 pub async fn a_refused_batch_writes_nothing<S: EventStore>(store: &S) {
     let id = Uuid::now_v7();
@@ -864,6 +909,7 @@ macro_rules! store_conformance_tests {
             versions_continue_across_appends,
             expected_versions_are_enforced,
             batches_and_empty_batches_obey_the_expectation,
+            append_taking_takes_the_events_only_once_stored,
             a_refused_batch_writes_nothing,
             retrying_a_stored_batch_is_idempotent,
             duplicate_ids_that_are_not_a_retry_are_refused,

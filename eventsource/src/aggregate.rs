@@ -280,6 +280,11 @@ impl<A: Aggregate> AggregateRoot<A> {
             .collect()
     }
 
+    /// The uncommitted events, for a save that takes them once they are stored.
+    pub(crate) fn uncommitted_mut(&mut self) -> &mut Vec<UncommittedEvent> {
+        &mut self.uncommitted
+    }
+
     /// Takes the uncommitted events out, leaving none.
     pub fn take_uncommitted(&mut self) -> Vec<UncommittedEvent> {
         std::mem::take(&mut self.uncommitted)

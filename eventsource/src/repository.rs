@@ -226,11 +226,12 @@ impl<A: Aggregate, S: EventStore> AggregateRepository<A, S> {
             });
         }
         let expected = ExpectedVersion::Exact(root.committed_version());
+        let id = root.id();
+        // Takes the events only once they are stored: on error the root keeps them.
         let result = self
             .store
-            .append(A::TYPE, root.id(), expected, root.uncommitted())
+            .append_taking(A::TYPE, id, expected, root.uncommitted_mut())
             .await?;
-        root.mark_committed();
         if let Some(snapshots) = &self.snapshots {
             let previous = result
                 .new_version

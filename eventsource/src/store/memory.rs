@@ -249,15 +249,26 @@ impl InMemoryEventStore {
     }
 }
 
-#[async_trait]
-impl EventStore for InMemoryEventStore {
-    async fn append(
+/// The events of an append: copied from the caller's slice, or moved out of its vector.
+enum Incoming<'a> {
+    Borrowed(&'a [UncommittedEvent]),
+    Taken(&'a mut Vec<UncommittedEvent>),
+}
+
+impl InMemoryEventStore {
+    /// [`EventStore::append`] and [`EventStore::append_taking`]: nothing here waits, so
+    /// the whole append runs under the write lock without yielding.
+    fn append_now(
         &self,
         aggregate_type: &str,
         aggregate_id: Uuid,
         expected: ExpectedVersion,
-        events: &[UncommittedEvent],
+        incoming: Incoming<'_>,
     ) -> Result<AppendResult, StoreError> {
+        let events: &[UncommittedEvent] = match &incoming {
+            Incoming::Borrowed(events) => events,
+            Incoming::Taken(events) => events,
+        };
         validate_members(aggregate_type, aggregate_id, events)?;
         let mut guard = self.write();
         // Read under the lock, so that storage times follow positions; and first, before
@@ -351,17 +362,32 @@ impl EventStore for InMemoryEventStore {
         }
         let mut recorded = Vec::with_capacity(events.len());
         inner.log.reserve(events.len());
-        for (version, event) in (actual + 1..).zip(events) {
-            let mut envelope = event.envelope.clone();
+        let mut store = |version: u64, event: UncommittedEvent| {
+            let UncommittedEvent {
+                mut envelope,
+                payload,
+            } = event;
             envelope.aggregate_version = version;
             let record = Arc::new(RecordedEvent {
                 envelope,
-                payload: event.payload.clone(),
+                payload,
                 position: inner.log.len() as u64 + 1,
                 stored_at,
             });
             inner.log.push(Arc::clone(&record));
             recorded.push(record);
+        };
+        match incoming {
+            Incoming::Borrowed(events) => {
+                for (version, event) in (actual + 1..).zip(events) {
+                    store(version, event.clone());
+                }
+            }
+            Incoming::Taken(events) => {
+                for (version, event) in (actual + 1..).zip(events.drain(..)) {
+                    store(version, event);
+                }
+            }
         }
         drop(guard);
         // Only a holder of the signal can wait on it: with none, nobody follows the log.
@@ -373,6 +399,42 @@ impl EventStore for InMemoryEventStore {
             events: recorded,
             already_stored: false,
         })
+    }
+}
+
+#[async_trait]
+impl EventStore for InMemoryEventStore {
+    async fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &[UncommittedEvent],
+    ) -> Result<AppendResult, StoreError> {
+        self.append_now(
+            aggregate_type,
+            aggregate_id,
+            expected,
+            Incoming::Borrowed(events),
+        )
+    }
+
+    async fn append_taking(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &mut Vec<UncommittedEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        let result = self.append_now(
+            aggregate_type,
+            aggregate_id,
+            expected,
+            Incoming::Taken(&mut *events),
+        )?;
+        // Moved out already, unless the batch was a retry of stored events.
+        events.clear();
+        Ok(result)
     }
 
     async fn read_stream(

@@ -235,6 +235,29 @@ pub trait EventStore: Send + Sync {
         events: &[UncommittedEvent],
     ) -> Result<AppendResult, StoreError>;
 
+    /// [`append`](Self::append), taking the events out of `events` once they are stored:
+    /// on success `events` is left empty (also for an idempotent retry), on any error it is
+    /// left as it was. [`AggregateRepository::save`](crate::AggregateRepository::save)
+    /// appends through it. A store that keeps the events themselves (the in-memory store)
+    /// moves them in rather than copying them; the default calls `append` and then clears
+    /// `events`.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    async fn append_taking(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &mut Vec<UncommittedEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        let result = self
+            .append(aggregate_type, aggregate_id, expected, events)
+            .await?;
+        events.clear();
+        Ok(result)
+    }
+
     /// Reads the stream's events whose version is greater than `after_version`
     /// (0 reads everything; 1 returns versions 2 onwards).
     ///
@@ -505,6 +528,22 @@ macro_rules! forward_store {
                 Self: 'async_trait,
             {
                 (**self).append(aggregate_type, aggregate_id, expected, events)
+            }
+
+            fn append_taking<'life0, 'life1, 'life2, 'async_trait>(
+                &'life0 self,
+                aggregate_type: &'life1 str,
+                aggregate_id: Uuid,
+                expected: ExpectedVersion,
+                events: &'life2 mut Vec<UncommittedEvent>,
+            ) -> StoreFuture<'async_trait, AppendResult>
+            where
+                'life0: 'async_trait,
+                'life1: 'async_trait,
+                'life2: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).append_taking(aggregate_type, aggregate_id, expected, events)
             }
 
             fn read_stream<'life0, 'life1, 'async_trait>(
