@@ -357,9 +357,15 @@ pub async fn batches_and_empty_batches_obey_the_expectation<S: EventStore>(store
         );
     }
     assert_eq!(store.current_position().await.unwrap(), before);
-    let empty = append(store, id, ExpectedVersion::Exact(2), &[]).await;
-    assert_eq!(empty.new_version, 2);
-    assert!(empty.events.is_empty());
+    for expected in [
+        ExpectedVersion::Exact(2),
+        ExpectedVersion::Any,
+        ExpectedVersion::StreamExists,
+    ] {
+        let empty = append(store, id, expected, &[]).await;
+        assert_eq!(empty.new_version, 2, "{expected:?}");
+        assert!(empty.events.is_empty());
+    }
     for expected in [ExpectedVersion::Exact(3), ExpectedVersion::NoStream] {
         expect_conflict(store.append(TYPE, id, expected, &[]).await, id, expected, 2);
     }

@@ -386,9 +386,10 @@ impl<A: Aggregate> AggregateRoot<A> {
         R: IntoEvents<A>,
     {
         let events = command(&self.state)?;
-        self.command_time = CommandTime::Unread;
+        // Kept and put back, in case recording runs a command of its own.
+        let outer = std::mem::replace(&mut self.command_time, CommandTime::Unread);
         events.record_into(self);
-        self.command_time = CommandTime::Each;
+        self.command_time = outer;
         Ok(())
     }
 

@@ -313,6 +313,63 @@ async fn an_append_in_a_transaction_must_be_its_first_write() {
     assert_eq!(seen.len(), 2, "only the first append's events are stored");
 }
 
+/// A refused `append_in` (a stale expectation) writes nothing and takes no transaction
+/// id, so the caller's transaction can still append with the right expectation.
+#[tokio::test]
+async fn a_refused_append_in_leaves_the_transaction_as_it_was() {
+    let Some(db) = fresh().await else { return };
+    let store = &db.store;
+    let id = Uuid::now_v7();
+    store
+        .append(
+            "ConformanceAccount",
+            id,
+            ExpectedVersion::NoStream,
+            &deposits(id, 0, 2),
+        )
+        .await
+        .unwrap();
+    let mut tx = store.pool().begin().await.unwrap();
+    for stale in [ExpectedVersion::Exact(1), ExpectedVersion::NoStream] {
+        let outcome = store
+            .append_in(
+                &mut tx,
+                "ConformanceAccount",
+                id,
+                stale,
+                &deposits(id, 2, 1),
+            )
+            .await;
+        assert!(
+            matches!(outcome, Err(StoreError::Conflict(ref c)) if c.actual == 2),
+            "{stale:?}: {outcome:?}"
+        );
+    }
+    let xid: Option<String> = sqlx::query_scalar("SELECT pg_current_xact_id_if_assigned()::text")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(xid, None, "no transaction id taken by the refusals");
+    store
+        .append_in(
+            &mut tx,
+            "ConformanceAccount",
+            id,
+            ExpectedVersion::Exact(2),
+            &deposits(id, 2, 1),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store
+            .stream_version("ConformanceAccount", id)
+            .await
+            .unwrap(),
+        3
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_concurrent_exact_zero_appends_have_exactly_one_winner() {
     let Some(db) = fresh().await else { return };

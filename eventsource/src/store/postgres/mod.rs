@@ -75,7 +75,7 @@ impl Sql {
         Sql {
             append: format!(
                 "SELECT r_state, r_position, r_version, r_stored_at FROM {schema}.append_events(\
-                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
             ),
             by_ids: format!(
                 "SELECT {COLUMNS} FROM {events} WHERE event_id = ANY($1) ORDER BY position"
@@ -167,17 +167,22 @@ impl Sql {
                 format!(
                     "CREATE INDEX IF NOT EXISTS dead_letters_by_status ON {schema}.dead_letters (status, projection)"
                 ),
-                // The function before outbox support (its signature had no `p_outbox`).
+                // Earlier signatures: before outbox support (no `p_outbox`), and before
+                // appends inside the caller's transaction were told apart (no `p_in_tx`).
                 format!(
                     "DROP FUNCTION IF EXISTS {schema}.append_events(text, uuid, text, bigint, uuid[], text[], \
                      int[], timestamptz[], text[], uuid[], uuid[], text[], text[], text[], bigint)"
+                ),
+                format!(
+                    "DROP FUNCTION IF EXISTS {schema}.append_events(text, uuid, text, bigint, uuid[], text[], \
+                     int[], timestamptz[], text[], uuid[], uuid[], text[], text[], text[], bigint, boolean)"
                 ),
                 format!(
                     r#"CREATE OR REPLACE FUNCTION {schema}.append_events(
                         p_type text, p_id uuid, p_kind text, p_exact bigint, p_ids uuid[], p_names text[],
                         p_versions int[], p_occurred timestamptz[], p_tenants text[], p_corrs uuid[],
                         p_causes uuid[], p_actors text[], p_metas text[], p_payloads text[], p_lock bigint,
-                        p_outbox boolean)
+                        p_outbox boolean, p_in_tx boolean)
                     RETURNS TABLE (r_state text, r_position bigint, r_version bigint, r_stored_at timestamptz)
                     LANGUAGE plpgsql
                     -- PL/pgSQL caches a generic plan per connection after a few calls; made
@@ -200,19 +205,25 @@ impl Sql {
                             RETURN QUERY SELECT 'late'::text, NULL::bigint, NULL::bigint, NULL::timestamptz;
                             RETURN;
                         END IF;
-                        IF p_kind = 'exact' OR p_kind = 'no_stream' THEN
+                        IF NOT p_in_tx AND (p_kind = 'no_stream'
+                                OR (p_kind = 'exact' AND p_exact < 9223372036854775807)) THEN
                             -- The insert checks this expectation itself, with no lookup
                             -- before it: the version after the expected one is unique (a
                             -- stream that is further along refuses it), and the expected
                             -- one must be stored (one index probe, none for version 0).
                             v_first := CASE WHEN p_kind = 'exact' THEN p_exact + 1 ELSE 1 END;
                         ELSE
+                            -- Looked up first, so that a refusal takes neither the lock nor a
+                            -- transaction id: inside the caller's transaction (`append_in`),
+                            -- a refused append leaves that transaction as it found it.
                             SELECT COALESCE(MAX(aggregate_version), 0) INTO v_actual FROM {events}
                                 WHERE aggregate_type = p_type AND aggregate_id = p_id;
-                            IF p_kind = 'exists' AND v_actual = 0 THEN
-                                v_first := NULL;
-                            ELSE
+                            IF p_kind = 'any' OR (p_kind = 'exists' AND v_actual > 0)
+                                    OR (p_kind = 'exact' AND v_actual = p_exact)
+                                    OR (p_kind = 'no_stream' AND v_actual = 0) THEN
                                 v_first := v_actual + 1;
+                            ELSE
+                                v_first := NULL;
                             END IF;
                         END IF;
                         IF v_first IS NOT NULL AND cardinality(p_ids) > 0 THEN
@@ -259,7 +270,9 @@ impl Sql {
                                 -- Another version of the stream or an id already stored.
                                 WHEN unique_violation THEN
                                     v_positions := NULL;
-                                WHEN OTHERS THEN
+                                -- `OTHERS` leaves out a cancel (a statement timeout): the lock
+                                -- is a session's, so it must not outlive the statement.
+                                WHEN OTHERS OR query_canceled THEN
                                     PERFORM pg_advisory_unlock(p_lock);
                                     RAISE;
                             END;
@@ -584,6 +597,7 @@ impl PostgresEventStore {
         aggregate_id: Uuid,
         expected: ExpectedVersion,
         events: &[UncommittedEvent],
+        in_caller_transaction: bool,
     ) -> Result<Vec<PgRow>, StoreError>
     where
         X: sqlx::Executor<'c, Database = sqlx::Postgres>,
@@ -645,6 +659,7 @@ impl PostgresEventStore {
             .bind(&payloads)
             .bind(self.lock_key)
             .bind(self.outbox)
+            .bind(in_caller_transaction)
             .fetch_all(executor)
             .await
             .map_err(backend)
@@ -704,6 +719,7 @@ impl PostgresEventStore {
                 aggregate_id,
                 expected,
                 events,
+                true,
             )
             .await?;
         self.append_outcome(rows, aggregate_type, aggregate_id, expected, events, false)
@@ -820,7 +836,14 @@ impl EventStore for PostgresEventStore {
         validate_batch(aggregate_type, aggregate_id, events)?;
         refuse_nul(aggregate_type, aggregate_id, events)?;
         let rows = self
-            .append_rows(&self.pool, aggregate_type, aggregate_id, expected, events)
+            .append_rows(
+                &self.pool,
+                aggregate_type,
+                aggregate_id,
+                expected,
+                events,
+                false,
+            )
             .await?;
         self.append_outcome(rows, aggregate_type, aggregate_id, expected, events, true)
             .await
