@@ -7,7 +7,9 @@ use eventsource::Clock;
 use uuid::Uuid;
 
 /// A [`Clock`] for tests: time starts at a fixed instant and advances by a fixed step on
-/// every reading; ids are handed out in sequence.
+/// every reading; ids are handed out in sequence. An `AggregateRoot` reads the time once
+/// per command, so the events of one command share an instant and the next command's are
+/// one step later.
 ///
 /// Two runs of the same test record the same ids and timestamps, so failure messages
 /// and snapshots are stable. Ids are valid UUID v7 values whose timestamp is the clock's

@@ -11,6 +11,10 @@ use uuid::Uuid;
 ///
 /// The default is the system clock with UUID v7 ids. Tests install a deterministic one
 /// (`eventsource-test` ships one) so that recorded streams are reproducible.
+///
+/// The root asks for [`now`](Clock::now) once per command
+/// ([`execute`](crate::AggregateRoot::execute)), and once per event recorded outside a
+/// command; it asks for a [`new_event_id`](Clock::new_event_id) per event.
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current time.
     fn now(&self) -> DateTime<Utc>;
