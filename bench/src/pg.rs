@@ -4,9 +4,9 @@
 //! fresh schema (`bench_<pid>_<rep>`, `bench_raw_<pid>_<rep>`), dropped afterwards.
 //!
 //! `pg-raw` measures the database-alone baselines of BENCH.md with plain sqlx, on the
-//! store's own table (created by `PostgresEventStore::migrate`; a plain `INSERT` fills
-//! `transaction_id` from its default), without the append function, its checks, advisory
-//! lock and `NOTIFY`, sending the same data:
+//! store's own table (created by `PostgresEventStore::migrate`, then given an identity
+//! `position` and a default `transaction_id`, so that a plain `INSERT` fills both), without
+//! the store's checks, position arithmetic and `NOTIFY`, sending the same data:
 //!
 //! | workload | database alone |
 //! |---|---|
@@ -141,6 +141,13 @@ impl RawPg {
     async fn create(pool: &PgPool, schema: &str) -> Result<Self, BoxError> {
         let store = fresh_schema(pool, schema).await?;
         let events = format!("{schema}.events");
+        // Positions as a plain table numbers rows: an identity column.
+        sqlx::query(AssertSqlSafe(format!(
+            "ALTER TABLE {events} ALTER COLUMN position ADD GENERATED ALWAYS AS IDENTITY, \
+             ALTER COLUMN transaction_id SET DEFAULT pg_current_xact_id()"
+        )))
+        .execute(pool)
+        .await?;
         let insert = |rows: usize| {
             let values: Vec<String> = (0..rows)
                 .map(|row| {

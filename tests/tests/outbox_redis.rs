@@ -9,10 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use eventsource::store::OutboxRelay;
 use eventsource::{
-    AggregateRepository, BoxError, EventHandler, PostgresEventStore, RecordedEvent, RedisEventBus,
+    AggregateRepository, BoxError, EventHandler, EventStore, PostgresEventStore, ReadAll,
+    RecordedEvent, RedisEventBus,
 };
 use eventsource_examples::{Order, OrderCreated};
 use eventsource_test::backend::{postgres_url, redis_url, require_or_skip};
+use futures_util::TryStreamExt;
 use uuid::Uuid;
 
 struct Keep(Arc<Mutex<Vec<(u64, String)>>>);
@@ -92,11 +94,18 @@ async fn saved_orders_reach_a_redis_consumer_through_the_outbox_once_and_in_orde
 
     let seen = seen.lock().unwrap().clone();
     assert_eq!(relayed.published, 10);
+    let stored: Vec<u64> = store
+        .read_all(ReadAll::from_start())
+        .map_ok(|event| event.position)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 10);
     assert_eq!(
         seen.iter()
             .map(|(position, _)| *position)
             .collect::<Vec<_>>(),
-        (1..=10).collect::<Vec<u64>>(),
+        stored,
         "each event once, in the store's order"
     );
     assert_eq!(

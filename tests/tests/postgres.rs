@@ -126,6 +126,17 @@ async fn new_account(store: &PostgresEventStore, deposits: usize) -> Uuid {
     id
 }
 
+/// The positions of every stored event, in global order (positions are far apart: they
+/// follow transaction ids).
+async fn stored_positions(store: &PostgresEventStore) -> Vec<u64> {
+    let all: Vec<_> = store
+        .read_all(ReadAll::from_start())
+        .try_collect()
+        .await
+        .unwrap();
+    all.iter().map(|e| e.position).collect()
+}
+
 #[tokio::test]
 async fn schema_names_are_validated() {
     for bad in ["Events", "a-b", "x; DROP TABLE y", "", "1abc"] {
@@ -214,12 +225,12 @@ async fn a_reader_never_skips_an_event_committed_out_of_order() {
     assert_eq!(store.reader_horizon().await.unwrap(), 0);
 }
 
-/// A transaction that has written gets an id older than the positions a later append of
-/// it would take; readers go by transaction ids, so such an append is refused (and the
-/// transaction stays usable), whether the earlier write was the caller's own or another
-/// append.
+/// Positions follow transaction ids, so a transaction may write its own rows before an
+/// append, and append more than once: while it is open, readers see neither its events nor
+/// those of younger transactions committed meanwhile; once it commits they get its events
+/// (in the order it appended them) before the younger ones.
 #[tokio::test]
-async fn an_append_in_a_transaction_must_be_its_first_write() {
+async fn appends_after_other_writes_and_twice_in_one_transaction_keep_readers_in_order() {
     let Some(db) = fresh().await else { return };
     let store = &db.store;
     let notes = format!("{}.notes", store.schema());
@@ -229,15 +240,9 @@ async fn an_append_in_a_transaction_must_be_its_first_write() {
     .execute(store.pool())
     .await
     .unwrap();
-    let is_refused = |outcome: Result<eventsource::AppendResult, StoreError>| {
-        matches!(
-            outcome,
-            Err(StoreError::InvalidAppend { ref reason, .. }) if reason.contains("first write")
-        )
-    };
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
 
-    // Own write first, then the append: refused; the transaction goes on and commits.
-    let a = Uuid::now_v7();
+    // The transaction writes its own row first: it now has an id.
     let mut tx = store.pool().begin().await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO {notes} VALUES ('written first')"
@@ -245,38 +250,43 @@ async fn an_append_in_a_transaction_must_be_its_first_write() {
     .execute(&mut *tx)
     .await
     .unwrap();
-    let outcome = store
+
+    // A younger append commits meanwhile: readers must not get it yet.
+    let younger = store
+        .append(
+            "ConformanceAccount",
+            b,
+            ExpectedVersion::NoStream,
+            &deposits(b, 0, 1),
+        )
+        .await
+        .unwrap();
+    let seen: Vec<_> = store
+        .read_all(ReadAll::from_start())
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(seen.is_empty(), "the open transaction holds readers back");
+    assert_eq!(store.current_position().await.unwrap(), 0);
+
+    // Two appends in the open transaction, then another row of its own.
+    let first = store
         .append_in(
             &mut tx,
             "ConformanceAccount",
             a,
             ExpectedVersion::NoStream,
-            &deposits(a, 0, 1),
+            &deposits(a, 0, 2),
         )
-        .await;
-    assert!(is_refused(outcome), "an append after a write is refused");
-    tx.commit().await.unwrap();
-    let kept: i64 =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {notes}")))
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-    assert_eq!(kept, 1, "the transaction stayed usable and committed");
-    assert_eq!(
-        store.stream_version("ConformanceAccount", a).await.unwrap(),
-        0
-    );
-
-    // The append first, then the caller's rows: accepted. A second append: refused.
-    let (b, c) = (Uuid::now_v7(), Uuid::now_v7());
-    let mut tx = store.pool().begin().await.unwrap();
-    store
+        .await
+        .unwrap();
+    let second = store
         .append_in(
             &mut tx,
             "ConformanceAccount",
-            b,
+            c,
             ExpectedVersion::NoStream,
-            &deposits(b, 0, 2),
+            &deposits(c, 0, 1),
         )
         .await
         .unwrap();
@@ -286,31 +296,37 @@ async fn an_append_in_a_transaction_must_be_its_first_write() {
     .execute(&mut *tx)
     .await
     .unwrap();
-    let outcome = store
-        .append_in(
-            &mut tx,
-            "ConformanceAccount",
-            c,
-            ExpectedVersion::NoStream,
-            &deposits(c, 0, 1),
-        )
-        .await;
-    assert!(is_refused(outcome), "a second append is refused");
+    let positions = |result: &eventsource::AppendResult| -> Vec<u64> {
+        result.events.iter().map(|e| e.position).collect()
+    };
+    let mut taken = positions(&first);
+    taken.extend(positions(&second));
+    taken.extend(positions(&younger));
+    assert!(
+        taken.windows(2).all(|w| w[0] < w[1]),
+        "the older transaction's events come first, in append order: {taken:?}"
+    );
+
     tx.commit().await.unwrap();
-    assert_eq!(
-        store.stream_version("ConformanceAccount", b).await.unwrap(),
-        2
-    );
-    assert_eq!(
-        store.stream_version("ConformanceAccount", c).await.unwrap(),
-        0
-    );
     let seen: Vec<_> = store
         .read_all(ReadAll::from_start())
         .try_collect()
         .await
         .unwrap();
-    assert_eq!(seen.len(), 2, "only the first append's events are stored");
+    let ids: Vec<Uuid> = seen.iter().map(|e| e.aggregate_id()).collect();
+    assert_eq!(
+        ids,
+        [a, a, c, b],
+        "the older transaction's events, then the younger"
+    );
+    assert_eq!(seen.iter().map(|e| e.position).collect::<Vec<_>>(), taken);
+    assert_eq!(store.current_position().await.unwrap(), taken[3]);
+    let kept: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {notes}")))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(kept, 2);
 }
 
 /// A refused `append_in` (a stale expectation) writes nothing and takes no transaction
@@ -681,21 +697,29 @@ mod projection_storage {
                 .retry(RetryPolicy::immediate(2))
         };
 
-        // The handler writes its row and then fails at position 5: each attempt rolls
-        // back, so the read model holds exactly events 1-4 and the checkpoint says 4.
-        let error = runner(Some(5)).catch_up().await.unwrap_err();
-        assert!(error.to_string().contains("refusing position 5"), "{error}");
+        let positions = stored_positions(store).await;
+
+        // The handler writes its row and then fails at the fifth event: each attempt rolls
+        // back, so the read model holds exactly events 1-4 and the checkpoint is the
+        // fourth's position.
+        let error = runner(Some(positions[4])).catch_up().await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("refusing position {}", positions[4])),
+            "{error}"
+        );
         assert_eq!(total(store, &table).await, 4);
         let checkpoint = checkpoints
             .load("events-per-aggregate")
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(checkpoint.position, 4);
+        assert_eq!(checkpoint.position, positions[3]);
 
-        // A fresh runner resumes at 5: every event counted exactly once.
+        // A fresh runner resumes at the fifth: every event counted exactly once.
         let report = runner(None).catch_up().await.unwrap();
-        assert_eq!((report.events_read, report.position), (2, 6));
+        assert_eq!((report.events_read, report.position), (2, positions[5]));
         assert_eq!(total(store, &table).await, 6);
 
         // Rebuild: the read model and the checkpoint are reset in one transaction, then
@@ -812,7 +836,11 @@ mod outbox {
         assert_eq!(relay.relay_once().await.unwrap().published, 2);
         assert_eq!(relay.relay_once().await.unwrap().published, 1);
         assert_eq!(relay.relay_once().await.unwrap(), RelayBatch::default());
-        assert_eq!(bus.positions(), [1, 2, 3], "oldest first, once");
+        assert_eq!(
+            bus.positions(),
+            stored_positions(&store).await,
+            "oldest first, once"
+        );
         assert_eq!(relay.counts().await.unwrap(), counts(0, 3, 0));
 
         // A row's next attempt waits for its backoff.
@@ -854,7 +882,8 @@ mod outbox {
         bus.recover();
         assert_eq!(relay.requeue_failed().await.unwrap(), 1);
         assert_eq!(relay.relay_once().await.unwrap().published, 1);
-        assert_eq!(bus.positions(), [1, 2, 3, 4]);
+        assert_eq!(bus.positions(), stored_positions(&store).await);
+        assert_eq!(bus.positions().len(), 4);
         assert_eq!(
             relay
                 .purge_published(Duration::from_secs(3600))
@@ -874,19 +903,22 @@ mod outbox {
         let bus = Arc::new(RecordingBus::default());
         let relay = OutboxRelay::new(&store, bus.clone());
         new_account(&store, 3).await;
+        let positions = stored_positions(&store).await;
         sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {}.events SET metadata = '\"not a map\"' WHERE position = 2",
-            store.schema()
+            "UPDATE {}.events SET metadata = '\"not a map\"' WHERE position = {}",
+            store.schema(),
+            positions[1]
         )))
         .execute(store.pool())
         .await
         .unwrap();
         let batch = relay.relay_once().await.unwrap();
         assert_eq!((batch.published, batch.failed), (2, 1));
-        assert_eq!(bus.positions(), [1, 3]);
+        assert_eq!(bus.positions(), [positions[0], positions[2]]);
         let error: String = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT last_error FROM {}.outbox WHERE status = 'failed' AND position = 2",
-            store.schema()
+            "SELECT last_error FROM {}.outbox WHERE status = 'failed' AND position = {}",
+            store.schema(),
+            positions[1]
         )))
         .fetch_one(store.pool())
         .await

@@ -52,9 +52,32 @@ fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
         .map_err(|_| StoreError::backend(BACKEND, false, format!("{what} {value} exceeds bigint")))
 }
 
+/// The most events one transaction appends: positions are the transaction id times
+/// 2^20 plus the event's place among them.
+const MAX_EVENTS_PER_TRANSACTION: usize = (1 << 20) - 1;
+
+/// The expected version for [`Sql::insert`]: `Some` for a non-empty batch with an `Exact`
+/// or `NoStream` expectation whose versions fit a `bigint`, `None` for the rest (the
+/// append function handles them).
+fn insert_expectation(expected: ExpectedVersion, len: usize) -> Option<i64> {
+    let after = match expected {
+        ExpectedVersion::NoStream => 0,
+        ExpectedVersion::Exact(version) => i64::try_from(version).ok()?,
+        ExpectedVersion::Any | ExpectedVersion::StreamExists => return None,
+    };
+    let len = i64::try_from(len).ok()?;
+    (len > 0 && len <= MAX_EVENTS_PER_TRANSACTION as i64 && after.checked_add(len).is_some())
+        .then_some(after)
+}
+
 /// The SQL texts of one schema, built once.
 struct Sql {
+    /// The append function (every expectation, inside a caller's transaction, refusals).
     append: String,
+    /// One `INSERT` for the common append (see [`PostgresEventStore::append`]), without
+    /// and with outbox rows.
+    insert: String,
+    insert_outbox: String,
     by_ids: String,
     stream: String,
     version: String,
@@ -69,14 +92,51 @@ const COLUMNS: &str = "position, event_id, event_name, schema_version, aggregate
     aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id, actor_id, \
     metadata::text AS metadata, payload::text AS payload";
 
+/// The `INSERT` of the common append: an `Exact` or `NoStream` expectation ($3: the
+/// expected version) on a connection of the pool, so in a transaction of its own. One
+/// statement, no function call: the insert checks the expectation (version $3 + 1 is unique
+/// per stream, version $3 must be stored) and returns no rows when version $3 is missing; a
+/// stream further along or a stored id fails it with a unique violation. Either way
+/// [`PostgresEventStore::append`] then calls the append function, which tells a retry from
+/// a conflict. Positions: the transaction's id times 2^20, plus the event's place in the
+/// batch (the transaction appends nothing else).
+fn insert_sql(schema: &str, outbox: bool) -> String {
+    let outbox = if outbox {
+        format!(
+            ", outboxed AS (INSERT INTO {schema}.outbox (position) SELECT position FROM inserted)"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "WITH inserted AS (\
+            INSERT INTO {schema}.events (position, transaction_id, event_id, event_name, schema_version, \
+                aggregate_type, aggregate_id, aggregate_version, occurred_at, stored_at, tenant_id, \
+                correlation_id, causation_id, actor_id, metadata, payload) \
+            SELECT (pg_current_xact_id()::text::bigint << 20) + e.ord, pg_current_xact_id(), e.id, e.name, \
+                e.sv, $1, $2, $3 + e.ord, e.occ, statement_timestamp(), e.ten, e.corr, e.cause, e.act, \
+                e.meta::jsonb, e.pay::jsonb \
+            FROM unnest($4::uuid[], $5::text[], $6::int[], $7::timestamptz[], $8::text[], $9::uuid[], \
+                $10::uuid[], $11::text[], $12::text[], $13::text[]) \
+                WITH ORDINALITY AS e(id, name, sv, occ, ten, corr, cause, act, meta, pay, ord) \
+            WHERE $3 = 0 OR {schema}.version_stored($1, $2, $3) \
+            RETURNING position, aggregate_version, stored_at){outbox} \
+        SELECT 'inserted'::text, position, aggregate_version, stored_at, \
+            pg_notify('{schema}_appended', '')::text \
+        FROM inserted ORDER BY position"
+    )
+}
+
 impl Sql {
     fn new(schema: &str) -> Self {
         let events = format!("{schema}.events");
         Sql {
             append: format!(
                 "SELECT r_state, r_position, r_version, r_stored_at FROM {schema}.append_events(\
-                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             ),
+            insert: insert_sql(schema, false),
+            insert_outbox: insert_sql(schema, true),
             by_ids: format!(
                 "SELECT {COLUMNS} FROM {events} WHERE event_id = ANY($1) ORDER BY position"
             ),
@@ -102,8 +162,8 @@ impl Sql {
                 format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
                 format!(
                     "CREATE TABLE IF NOT EXISTS {events} (
-                        position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                        transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                        position BIGINT PRIMARY KEY,
+                        transaction_id xid8 NOT NULL,
                         event_id UUID NOT NULL UNIQUE,
                         event_name TEXT NOT NULL,
                         schema_version INT NOT NULL,
@@ -124,6 +184,18 @@ impl Sql {
                 format!(
                     "CREATE INDEX IF NOT EXISTS events_tenant ON {events} (tenant_id, position)"
                 ),
+                // Schemas made before positions came from transaction ids numbered
+                // them with an identity column; its numbers are far below the new ones.
+                // (Only then: an `ALTER TABLE` locks out every reader and writer.)
+                format!(
+                    "DO $do$ BEGIN
+                        IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{events}'::regclass
+                                AND attname = 'position' AND attidentity <> '') THEN
+                            ALTER TABLE {events} ALTER COLUMN position DROP IDENTITY,
+                                ALTER COLUMN transaction_id DROP DEFAULT;
+                        END IF;
+                    END $do$"
+                ),
                 format!(
                     "CREATE TABLE IF NOT EXISTS {schema}.outbox (
                         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -136,8 +208,11 @@ impl Sql {
                         published_at TIMESTAMPTZ
                     )"
                 ),
+                // Pending rows in position order (the order relays publish in).
+                format!("DROP INDEX IF EXISTS {schema}.outbox_pending"),
                 format!(
-                    "CREATE INDEX IF NOT EXISTS outbox_pending ON {schema}.outbox (id) WHERE status = 'pending'"
+                    "CREATE INDEX IF NOT EXISTS outbox_pending_position ON {schema}.outbox (position) \
+                     WHERE status = 'pending'"
                 ),
                 format!(
                     "CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
@@ -167,8 +242,9 @@ impl Sql {
                 format!(
                     "CREATE INDEX IF NOT EXISTS dead_letters_by_status ON {schema}.dead_letters (status, projection)"
                 ),
-                // Earlier signatures: before outbox support (no `p_outbox`), and before
-                // appends inside the caller's transaction were told apart (no `p_in_tx`).
+                // Earlier signatures: before outbox support (no `p_outbox`), before
+                // appends inside the caller's transaction were told apart (no `p_in_tx`),
+                // and while inserts took an advisory lock (`p_lock`).
                 format!(
                     "DROP FUNCTION IF EXISTS {schema}.append_events(text, uuid, text, bigint, uuid[], text[], \
                      int[], timestamptz[], text[], uuid[], uuid[], text[], text[], text[], bigint)"
@@ -178,33 +254,49 @@ impl Sql {
                      int[], timestamptz[], text[], uuid[], uuid[], text[], text[], text[], bigint, boolean)"
                 ),
                 format!(
+                    "DROP FUNCTION IF EXISTS {schema}.append_events(text, uuid, text, bigint, uuid[], text[], \
+                     int[], timestamptz[], text[], uuid[], uuid[], text[], text[], text[], bigint, boolean, \
+                     boolean)"
+                ),
+                // Whether a stream holds a version: always one probe of the stream index.
+                // A statement's cached generic plan, made while the table was small, would
+                // otherwise scan the whole table on every append until the next ANALYZE;
+                // a PL/pgSQL function's plans are made with its own settings.
+                format!(
+                    r#"CREATE OR REPLACE FUNCTION {schema}.version_stored(p_type text, p_id uuid, p_version bigint)
+                    RETURNS boolean
+                    LANGUAGE plpgsql STABLE
+                    SET enable_seqscan = off
+                    AS $fn$
+                    BEGIN
+                        RETURN EXISTS (SELECT 1 FROM {events} WHERE aggregate_type = p_type
+                            AND aggregate_id = p_id AND aggregate_version = p_version);
+                    END
+                    $fn$"#
+                ),
+                format!(
                     r#"CREATE OR REPLACE FUNCTION {schema}.append_events(
                         p_type text, p_id uuid, p_kind text, p_exact bigint, p_ids uuid[], p_names text[],
                         p_versions int[], p_occurred timestamptz[], p_tenants text[], p_corrs uuid[],
-                        p_causes uuid[], p_actors text[], p_metas text[], p_payloads text[], p_lock bigint,
+                        p_causes uuid[], p_actors text[], p_metas text[], p_payloads text[],
                         p_outbox boolean, p_in_tx boolean)
                     RETURNS TABLE (r_state text, r_position bigint, r_version bigint, r_stored_at timestamptz)
                     LANGUAGE plpgsql
                     -- PL/pgSQL caches a generic plan per connection after a few calls; made
                     -- while the table is small (and before any ANALYZE) it would scan the
-                    -- whole table on every append for the life of the connection. The two
+                    -- whole table on every append for the life of the connection. The
                     -- lookups below are only ever index lookups, so say so.
                     SET enable_seqscan = off
                     AS $fn$
                     DECLARE
                         v_actual bigint;
                         v_first bigint;
-                        v_now timestamptz := clock_timestamp();
+                        v_base bigint;
+                        v_now timestamptz := statement_timestamp();
                         v_position bigint;
                         v_positions bigint[];
                         v_versions bigint[];
                     BEGIN
-                        -- A transaction that already wrote something has an older id than
-                        -- the positions it would take now: see the module docs.
-                        IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
-                            RETURN QUERY SELECT 'late'::text, NULL::bigint, NULL::bigint, NULL::timestamptz;
-                            RETURN;
-                        END IF;
                         IF NOT p_in_tx AND (p_kind = 'no_stream'
                                 OR (p_kind = 'exact' AND p_exact < 9223372036854775807)) THEN
                             -- The insert checks this expectation itself, with no lookup
@@ -213,9 +305,9 @@ impl Sql {
                             -- one must be stored (one index probe, none for version 0).
                             v_first := CASE WHEN p_kind = 'exact' THEN p_exact + 1 ELSE 1 END;
                         ELSE
-                            -- Looked up first, so that a refusal takes neither the lock nor a
-                            -- transaction id: inside the caller's transaction (`append_in`),
-                            -- a refused append leaves that transaction as it found it.
+                            -- Looked up first, so that a refusal writes nothing and takes
+                            -- no transaction id: inside the caller's transaction
+                            -- (`append_in`), a refused append leaves it as it found it.
                             SELECT COALESCE(MAX(aggregate_version), 0) INTO v_actual FROM {events}
                                 WHERE aggregate_type = p_type AND aggregate_id = p_id;
                             IF p_kind = 'any' OR (p_kind = 'exists' AND v_actual > 0)
@@ -227,18 +319,26 @@ impl Sql {
                             END IF;
                         END IF;
                         IF v_first IS NOT NULL AND cardinality(p_ids) > 0 THEN
-                            -- Transaction ids and positions in one order: see the module docs.
-                            PERFORM pg_advisory_lock(p_lock);
+                            -- Positions follow transaction ids (see the module docs): the
+                            -- transaction's id times 2^20, plus the event's place among
+                            -- the events this transaction appended.
+                            v_base := pg_current_xact_id()::text::bigint << 20;
+                            SELECT COALESCE(MAX(position), v_base) INTO v_base FROM {events}
+                                WHERE position > v_base AND position < v_base + 1048576;
+                            IF (v_base & 1048575) + cardinality(p_ids) > 1048575 THEN
+                                RETURN QUERY SELECT 'full'::text, NULL::bigint, NULL::bigint, NULL::timestamptz;
+                                RETURN;
+                            END IF;
                             BEGIN
-                                PERFORM pg_current_xact_id();
                                 IF cardinality(p_ids) = 1 THEN
                                     -- One event (the common append): no unnest.
-                                    INSERT INTO {events} (event_id, event_name, schema_version, aggregate_type,
-                                        aggregate_id, aggregate_version, occurred_at, stored_at, tenant_id,
-                                        correlation_id, causation_id, actor_id, metadata, payload)
-                                    SELECT p_ids[1], p_names[1], p_versions[1], p_type, p_id, v_first, p_occurred[1],
-                                        v_now, p_tenants[1], p_corrs[1], p_causes[1], p_actors[1], p_metas[1]::jsonb,
-                                        p_payloads[1]::jsonb
+                                    INSERT INTO {events} (position, transaction_id, event_id, event_name,
+                                        schema_version, aggregate_type, aggregate_id, aggregate_version,
+                                        occurred_at, stored_at, tenant_id, correlation_id, causation_id, actor_id,
+                                        metadata, payload)
+                                    SELECT v_base + 1, pg_current_xact_id(), p_ids[1], p_names[1], p_versions[1],
+                                        p_type, p_id, v_first, p_occurred[1], v_now, p_tenants[1], p_corrs[1],
+                                        p_causes[1], p_actors[1], p_metas[1]::jsonb, p_payloads[1]::jsonb
                                     WHERE v_first = 1 OR EXISTS (SELECT 1 FROM {events} WHERE aggregate_type = p_type
                                         AND aggregate_id = p_id AND aggregate_version = v_first - 1)
                                     RETURNING position INTO v_position;
@@ -248,11 +348,13 @@ impl Sql {
                                     END IF;
                                 ELSE
                                     WITH inserted AS (
-                                        INSERT INTO {events} (event_id, event_name, schema_version, aggregate_type, aggregate_id,
-                                            aggregate_version, occurred_at, stored_at, tenant_id, correlation_id, causation_id,
+                                        INSERT INTO {events} (position, transaction_id, event_id, event_name,
+                                            schema_version, aggregate_type, aggregate_id, aggregate_version,
+                                            occurred_at, stored_at, tenant_id, correlation_id, causation_id,
                                             actor_id, metadata, payload)
-                                        SELECT e.id, e.name, e.sv, p_type, p_id, v_first - 1 + e.ord, e.occ, v_now, e.ten, e.corr,
-                                            e.cause, e.act, e.meta::jsonb, e.pay::jsonb
+                                        SELECT v_base + e.ord, pg_current_xact_id(), e.id, e.name, e.sv, p_type, p_id,
+                                            v_first - 1 + e.ord, e.occ, v_now, e.ten, e.corr, e.cause, e.act,
+                                            e.meta::jsonb, e.pay::jsonb
                                         FROM unnest(p_ids, p_names, p_versions, p_occurred, p_tenants, p_corrs, p_causes,
                                             p_actors, p_metas, p_payloads)
                                             WITH ORDINALITY AS e(id, name, sv, occ, ten, corr, cause, act, meta, pay, ord)
@@ -270,13 +372,7 @@ impl Sql {
                                 -- Another version of the stream or an id already stored.
                                 WHEN unique_violation THEN
                                     v_positions := NULL;
-                                -- `OTHERS` leaves out a cancel (a statement timeout): the lock
-                                -- is a session's, so it must not outlive the statement.
-                                WHEN OTHERS OR query_canceled THEN
-                                    PERFORM pg_advisory_unlock(p_lock);
-                                    RAISE;
                             END;
-                            PERFORM pg_advisory_unlock(p_lock);
                         END IF;
                         IF v_positions IS NULL THEN
                             -- Refused, or nothing to insert: an idempotent retry, a conflict,
@@ -395,29 +491,31 @@ fn validate_schema(schema: &str) -> Result<(), StoreError> {
 ///
 /// # Global order that never skips
 ///
-/// Positions come from an identity column, and each row records the id of the
-/// transaction that wrote it (`pg_current_xact_id()`). Readers of the global log only
-/// return rows whose transaction is older than every transaction still running
-/// (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`), so a row is never
-/// returned while a lower position may still be committed. That is sound only if
-/// transaction ids and positions are handed out in the same order, so the insert of
-/// an append (not the whole transaction, and not its commit) holds a session-level
-/// advisory lock per schema: appends to different streams wait for each other for the
-/// duration of one `INSERT`, never for each other's commit or fsync.
+/// Each row records the id of the transaction that wrote it (`pg_current_xact_id()`), and
+/// readers of the global log only return rows whose transaction is older than every
+/// transaction still running (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`).
+/// Positions are made from that id: the transaction id times 2^20, plus the event's place
+/// among the events its transaction appended. Every row a reader cannot see yet belongs to
+/// a transaction at least as young as the oldest one running, so it has a higher position
+/// than every row the reader can see: a reader never passes a position that could still be
+/// committed. No lock is taken: appends to different streams never wait for each other.
+///
+/// Positions therefore increase but are far apart (they are not counts), and one
+/// transaction appends at most 2^20 - 1 events. They fit a `bigint` for 2^43 transactions
+/// of the whole server.
 ///
 /// The trade-off: any transaction that stays open on the database (even one that has
 /// nothing to do with events) holds readers back until it ends; appends are not
 /// delayed. [`PostgresEventStore::reader_horizon`] shows how far readers are held back.
-/// The same reasoning is why an append inside your own transaction
-/// ([`PostgresEventStore::append_in`]) must be that transaction's first write.
 ///
-/// Each append is one round trip: a PL/pgSQL function created by
-/// [`PostgresEventStore::migrate`] inserts the batch (one event as a single row, more with
-/// `unnest`: the same SQL text for any batch size). With an `Exact` or `NoStream`
-/// expectation the insert checks it itself, without a lookup before it: the next version
-/// is unique per stream, and the expected one must be stored. Stored ids (an idempotent
-/// retry) and the stream's actual version are looked for only when the insert refuses the
-/// batch.
+/// Each append is one round trip. The common one (a repository's save: `Exact` or
+/// `NoStream`) is a single `INSERT ... SELECT FROM unnest(...)` that checks the
+/// expectation itself: the next version is unique per stream, and the expected one must be
+/// stored. The other expectations, appends inside your transaction
+/// ([`PostgresEventStore::append_in`]) and the batches that single insert refused go
+/// through a PL/pgSQL function created by [`PostgresEventStore::migrate`], which tells an
+/// idempotent retry from a version conflict. Either way the SQL text is the same for any
+/// batch size.
 ///
 /// Next to the events, [`PostgresEventStore::migrate`] creates the tables of
 /// [`PostgresCheckpointRepository`], [`PostgresDlqRepository`] and the transactional
@@ -470,7 +568,7 @@ impl PostgresEventStore {
     /// An invalid schema name.
     pub fn with_pool(pool: PgPool, schema: &str) -> Result<Self, StoreError> {
         validate_schema(schema)?;
-        // One advisory lock key per schema (FNV-1a of the name).
+        // One advisory lock key per schema (FNV-1a of the name), for migrations.
         let key = schema.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
@@ -590,6 +688,7 @@ impl PostgresEventStore {
         }))
     }
 
+    /// Calls the append function (see [`Sql::append`]).
     async fn append_rows<'c, X>(
         &self,
         executor: X,
@@ -608,61 +707,125 @@ impl PostgresEventStore {
             ExpectedVersion::StreamExists => ("exists", 0),
             ExpectedVersion::Exact(version) => ("exact", to_i64(version, "version")?),
         };
+        let columns = Columns::of(events)?;
+        let query = sqlx::query(AssertSqlSafe(self.sql.append.as_str()))
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(kind)
+            .bind(exact);
+        columns
+            .bind(query)
+            .bind(self.outbox)
+            .bind(in_caller_transaction)
+            .fetch_all(executor)
+            .await
+            .map_err(backend)
+    }
+
+    /// The common append in one statement ([`Sql::insert`]): `Some(rows)` when it stored
+    /// the batch; `None` when it did not (the expected version is not the stream's, or an
+    /// id is stored), which the append function then sorts out.
+    async fn insert_rows(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        after: i64,
+        events: &[UncommittedEvent],
+    ) -> Result<Option<Vec<PgRow>>, StoreError> {
+        let columns = Columns::of(events)?;
+        let sql = if self.outbox {
+            &self.sql.insert_outbox
+        } else {
+            &self.sql.insert
+        };
+        let query = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(after);
+        match columns.bind(query).fetch_all(&self.pool).await {
+            Ok(rows) if rows.len() == events.len() => Ok(Some(rows)),
+            // The insert is all or nothing: no rows means version `after` is missing.
+            Ok(_) => Ok(None),
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
+                Ok(None)
+            }
+            Err(error) => Err(backend(error)),
+        }
+    }
+}
+
+/// The per-event columns of a batch, one array each, in the order both append
+/// statements take them.
+struct Columns<'a> {
+    ids: Vec<Uuid>,
+    names: Vec<&'a str>,
+    versions: Vec<i32>,
+    occurred: Vec<DateTime<Utc>>,
+    tenants: Vec<Option<&'a str>>,
+    corrs: Vec<Option<Uuid>>,
+    causes: Vec<Option<Uuid>>,
+    actors: Vec<Option<&'a str>>,
+    metas: Vec<String>,
+    payloads: Vec<String>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(events: &'a [UncommittedEvent]) -> Result<Self, StoreError> {
         let n = events.len();
-        let (mut ids, mut names, mut versions, mut occurred) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut tenants, mut corrs, mut causes, mut actors) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut metas, mut payloads) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut columns = Columns {
+            ids: Vec::with_capacity(n),
+            names: Vec::with_capacity(n),
+            versions: Vec::with_capacity(n),
+            occurred: Vec::with_capacity(n),
+            tenants: Vec::with_capacity(n),
+            corrs: Vec::with_capacity(n),
+            causes: Vec::with_capacity(n),
+            actors: Vec::with_capacity(n),
+            metas: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+        };
         for event in events {
             let e = &event.envelope;
             let serialize = |source| StoreError::Serialize {
                 name: e.event_name.to_string(),
                 source,
             };
-            ids.push(e.event_id);
-            names.push(e.event_name.as_ref());
-            versions.push(
+            columns.ids.push(e.event_id);
+            columns.names.push(e.event_name.as_ref());
+            columns.versions.push(
                 i32::try_from(e.schema_version)
                     .map_err(|_| corrupt(0, "schema_version exceeds int"))?,
             );
-            occurred.push(e.occurred_at);
-            tenants.push(e.tenant_id.as_deref());
-            corrs.push(e.correlation_id);
-            causes.push(e.causation_id);
-            actors.push(e.actor_id.as_deref());
-            metas.push(serde_json::to_string(&e.metadata).map_err(serialize)?);
-            payloads.push(event.payload.to_json().map_err(serialize)?.into_owned());
+            columns.occurred.push(e.occurred_at);
+            columns.tenants.push(e.tenant_id.as_deref());
+            columns.corrs.push(e.correlation_id);
+            columns.causes.push(e.causation_id);
+            columns.actors.push(e.actor_id.as_deref());
+            columns
+                .metas
+                .push(serde_json::to_string(&e.metadata).map_err(serialize)?);
+            columns
+                .payloads
+                .push(event.payload.to_json().map_err(serialize)?.into_owned());
         }
-        sqlx::query(AssertSqlSafe(self.sql.append.clone()))
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(kind)
-            .bind(exact)
-            .bind(&ids)
-            .bind(&names)
-            .bind(&versions)
-            .bind(&occurred)
-            .bind(&tenants)
-            .bind(&corrs)
-            .bind(&causes)
-            .bind(&actors)
-            .bind(&metas)
-            .bind(&payloads)
-            .bind(self.lock_key)
-            .bind(self.outbox)
-            .bind(in_caller_transaction)
-            .fetch_all(executor)
-            .await
-            .map_err(backend)
+        Ok(columns)
+    }
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.ids)
+            .bind(&self.names)
+            .bind(&self.versions)
+            .bind(&self.occurred)
+            .bind(&self.tenants)
+            .bind(&self.corrs)
+            .bind(&self.causes)
+            .bind(&self.actors)
+            .bind(&self.metas)
+            .bind(&self.payloads)
     }
 }
 
@@ -692,16 +855,14 @@ impl PostgresEventStore {
     /// only after the commit, and are woken then by `NOTIFY` (see
     /// [`listen`](Self::listen)) or at their next poll.
     ///
-    /// The append must be the transaction's first write, and its only append: write the
-    /// rest (a read model, a row of your own) after it. A transaction that has already
-    /// written has a transaction id older than the positions it would take now, and the
-    /// log's readers, which go by transaction ids (see [`PostgresEventStore`]), could then
-    /// pass those positions for good while it is still open. Such an append is refused
-    /// before anything is written, and the transaction stays usable.
+    /// The transaction may write other rows before or after, and append more than once:
+    /// positions follow its transaction id (see [`PostgresEventStore`]), so readers of the
+    /// log cannot pass them while it is open. A refused append (a version conflict) writes
+    /// nothing and leaves the transaction usable.
     ///
     /// # Errors
-    /// As [`EventStore::append`]; [`StoreError::InvalidAppend`] when the transaction has
-    /// already written.
+    /// As [`EventStore::append`]; [`StoreError::InvalidAppend`] when the transaction's
+    /// appends would exceed 2^20 - 1 events.
     pub async fn append_in(
         &self,
         connection: &mut sqlx::PgConnection,
@@ -773,13 +934,13 @@ impl PostgresEventStore {
                 }
                 .into())
             }
-            "late" => Err(StoreError::InvalidAppend {
+            "full" => Err(StoreError::InvalidAppend {
                 aggregate_type: aggregate_type.to_owned(),
                 aggregate_id,
-                reason: "an append inside a transaction must be its first write, and its only \
-                         append: the transaction already has an id older than the positions it \
-                         would take, so readers could pass them before it commits"
-                    .to_owned(),
+                reason: format!(
+                    "a transaction appends at most {} events",
+                    MAX_EVENTS_PER_TRANSACTION
+                ),
             }),
             "empty" => {
                 let actual: i64 = rows[0].try_get(2).map_err(backend)?;
@@ -835,6 +996,15 @@ impl EventStore for PostgresEventStore {
     ) -> Result<AppendResult, StoreError> {
         validate_batch(aggregate_type, aggregate_id, events)?;
         refuse_nul(aggregate_type, aggregate_id, events)?;
+        if let Some(after) = insert_expectation(expected, events.len())
+            && let Some(rows) = self
+                .insert_rows(aggregate_type, aggregate_id, after, events)
+                .await?
+        {
+            return self
+                .append_outcome(rows, aggregate_type, aggregate_id, expected, events, true)
+                .await;
+        }
         let rows = self
             .append_rows(
                 &self.pool,
@@ -916,5 +1086,37 @@ impl EventStore for PostgresEventStore {
 
     fn append_signal(&self) -> Option<Arc<Notify>> {
         Some(Arc::clone(&self.appended))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ExpectedVersion, MAX_EVENTS_PER_TRANSACTION, insert_expectation};
+
+    #[test]
+    fn only_non_empty_exact_and_no_stream_appends_take_the_single_insert() {
+        assert_eq!(insert_expectation(ExpectedVersion::NoStream, 1), Some(0));
+        assert_eq!(insert_expectation(ExpectedVersion::Exact(7), 100), Some(7));
+        assert_eq!(insert_expectation(ExpectedVersion::Exact(7), 0), None);
+        assert_eq!(insert_expectation(ExpectedVersion::Any, 1), None);
+        assert_eq!(insert_expectation(ExpectedVersion::StreamExists, 1), None);
+        // Versions past a bigint, and batches over a transaction's limit, go to the
+        // function, which refuses them with a typed answer.
+        assert_eq!(
+            insert_expectation(ExpectedVersion::Exact(u64::MAX), 1),
+            None
+        );
+        assert_eq!(
+            insert_expectation(ExpectedVersion::Exact(i64::MAX as u64), 1),
+            None
+        );
+        assert_eq!(
+            insert_expectation(ExpectedVersion::NoStream, MAX_EVENTS_PER_TRANSACTION + 1),
+            None
+        );
+        assert_eq!(
+            insert_expectation(ExpectedVersion::NoStream, MAX_EVENTS_PER_TRANSACTION),
+            Some(0)
+        );
     }
 }
