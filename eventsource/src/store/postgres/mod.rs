@@ -119,7 +119,8 @@ fn insert_sql(schema: &str, outbox: bool) -> String {
             FROM unnest($4::uuid[], $5::text[], $6::int[], $7::timestamptz[], $8::text[], $9::uuid[], \
                 $10::uuid[], $11::text[], $12::text[], $13::text[]) \
                 WITH ORDINALITY AS e(id, name, sv, occ, ten, corr, cause, act, meta, pay, ord) \
-            WHERE $3 = 0 OR {schema}.version_stored($1, $2, $3) \
+            WHERE $3 = 0 OR EXISTS (SELECT 1 FROM {schema}.events WHERE aggregate_type = $1 \
+                AND aggregate_id = $2 AND aggregate_version = $3) \
             RETURNING position, aggregate_version, stored_at){outbox} \
         SELECT 'inserted'::text, position, aggregate_version, stored_at, \
             pg_notify('{schema}_appended', '')::text \
@@ -184,6 +185,13 @@ impl Sql {
                 format!(
                     "CREATE INDEX IF NOT EXISTS events_tenant ON {events} (tenant_id, position)"
                 ),
+                // A prepared statement keeps a generic plan made from the table's
+                // statistics. Analyzed while it held a few rows, the table would get a
+                // sequential scan for the append's stream probe and for stream reads, kept
+                // until the next ANALYZE, however large the table grows meanwhile. Never
+                // analyzed, it counts as at least ten pages, where index lookups win: so
+                // autovacuum leaves its statistics alone until it has a thousand rows.
+                format!("ALTER TABLE {events} SET (autovacuum_analyze_threshold = 1000)"),
                 // Schemas made before positions came from transaction ids numbered
                 // them with an identity column; its numbers are far below the new ones.
                 // (Only then: an `ALTER TABLE` locks out every reader and writer.)
@@ -257,22 +265,6 @@ impl Sql {
                     "DROP FUNCTION IF EXISTS {schema}.append_events(text, uuid, text, bigint, uuid[], text[], \
                      int[], timestamptz[], text[], uuid[], uuid[], text[], text[], text[], bigint, boolean, \
                      boolean)"
-                ),
-                // Whether a stream holds a version: always one probe of the stream index.
-                // A statement's cached generic plan, made while the table was small, would
-                // otherwise scan the whole table on every append until the next ANALYZE;
-                // a PL/pgSQL function's plans are made with its own settings.
-                format!(
-                    r#"CREATE OR REPLACE FUNCTION {schema}.version_stored(p_type text, p_id uuid, p_version bigint)
-                    RETURNS boolean
-                    LANGUAGE plpgsql STABLE
-                    SET enable_seqscan = off
-                    AS $fn$
-                    BEGIN
-                        RETURN EXISTS (SELECT 1 FROM {events} WHERE aggregate_type = p_type
-                            AND aggregate_id = p_id AND aggregate_version = p_version);
-                    END
-                    $fn$"#
                 ),
                 format!(
                     r#"CREATE OR REPLACE FUNCTION {schema}.append_events(
