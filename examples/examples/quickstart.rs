@@ -228,6 +228,22 @@ async fn open(target: &Target) -> Result<Backend, Error> {
     }
 }
 
+/// How many events the store holds, read page by page (positions are not counts: on
+/// PostgreSQL they follow transaction ids).
+async fn count_events(store: &dyn EventStore) -> Result<usize, eventsource::StoreError> {
+    let (mut count, mut after) = (0, 0);
+    loop {
+        let page = store
+            .read_all_batch(&eventsource::ReadAll::from_start(), after, 500)
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(count);
+        };
+        after = last.position;
+        count += page.len();
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let target = target();
@@ -240,7 +256,7 @@ async fn main() -> Result<(), Error> {
     OrderSummaries::create_table(&db).await?;
     println!(
         "It already holds {} events. {}\n",
-        store.current_position().await?,
+        count_events(store.as_ref()).await?,
         match target {
             Target::Sqlite(_) => "Delete the file to start over.",
             Target::Postgres { .. } => "Drop the schema to start over.",
