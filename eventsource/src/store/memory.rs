@@ -120,14 +120,80 @@ impl Streams {
     }
 }
 
+/// Finds the position of a stored event id without an entry per event: ids are UUID v7,
+/// time ordered, so almost every id is greater than every id stored before it. Those
+/// form runs of the log whose ids increase from run to run and along each run, found by
+/// binary search; any other id (older, or not v7) is kept in a map.
+#[derive(Default)]
+struct EventIds {
+    /// Runs of positions whose ids are all greater than the previous run's.
+    ordered: Vec<Run>,
+    /// The greatest id of `ordered`, which is the greatest id stored.
+    greatest: Option<Uuid>,
+    /// Ids that were not greater than every id stored before them.
+    others: IdMap<u64>,
+}
+
+impl EventIds {
+    /// Whether `id` is certainly not stored: greater than every stored id.
+    fn is_new(&self, id: Uuid) -> bool {
+        self.greatest.is_none_or(|greatest| id > greatest)
+    }
+
+    /// The position of `id`, if it is stored (`log` is the store's log).
+    fn position(&self, log: &[Arc<RecordedEvent>], id: Uuid) -> Option<u64> {
+        if self.is_new(id) {
+            return None;
+        }
+        if let Some(position) = self.others.get(&id) {
+            return Some(*position);
+        }
+        let id_at = |position: u64| {
+            let index = usize::try_from(position.checked_sub(1)?).ok()?;
+            log.get(index).map(|event| event.envelope.event_id)
+        };
+        // The last run starting at or below `id`, then the place of `id` in it.
+        let run = self
+            .ordered
+            .partition_point(|run| id_at(run.first).is_some_and(|first| first <= id));
+        let run = self.ordered.get(run.checked_sub(1)?)?;
+        let (mut low, mut high) = (run.first, run.first + run.len);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            match id_at(middle)?.cmp(&id) {
+                std::cmp::Ordering::Less => low = middle + 1,
+                std::cmp::Ordering::Greater => high = middle,
+                std::cmp::Ordering::Equal => return Some(middle),
+            }
+        }
+        None
+    }
+
+    /// Records `id` at `position` (positions are recorded in increasing order).
+    fn insert(&mut self, id: Uuid, position: u64) {
+        if !self.is_new(id) {
+            self.others.insert(id, position);
+            return;
+        }
+        self.greatest = Some(id);
+        match self.ordered.last_mut() {
+            Some(run) if run.first + run.len == position => run.len += 1,
+            _ => self.ordered.push(Run {
+                first: position,
+                len: 1,
+            }),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     /// The global log; an event's position is its index + 1.
     log: Vec<Arc<RecordedEvent>>,
     /// Streams by aggregate id.
     streams: IdMap<Streams>,
-    /// Position of every stored event id.
-    ids: IdMap<u64>,
+    /// Where every stored event id is.
+    ids: EventIds,
 }
 
 impl Inner {
@@ -157,13 +223,15 @@ impl Inner {
 /// an error for a batch that repeats stored ids without being a retry.
 fn stored_batch(
     log: &[Arc<RecordedEvent>],
-    ids: &IdMap<u64>,
+    ids: &EventIds,
     aggregate_type: &str,
     aggregate_id: Uuid,
     events: &[UncommittedEvent],
 ) -> Result<Option<Vec<Arc<RecordedEvent>>>, StoreError> {
     classify_stored(aggregate_type, aggregate_id, events, |id| {
-        let index = usize::try_from(*ids.get(&id)?).ok()?.checked_sub(1)?;
+        let index = usize::try_from(ids.position(log, id)?)
+            .ok()?
+            .checked_sub(1)?;
         log.get(index).cloned()
     })
 }
@@ -306,38 +374,42 @@ impl InMemoryEventStore {
                 already_stored: false,
             });
         };
-        // Claim the ids first: one probe per event when none is stored yet (the common
-        // case); on a collision, undo the claims and classify the batch.
+        // Check the ids first. An id greater than every id before it, stored or earlier
+        // in the batch, is new without a lookup: the common case (v7 ids). Any other id
+        // is looked up; a stored one makes the batch a retry or a refusal.
         let first = inner.log.len() as u64 + 1;
-        for (offset, event) in events.iter().enumerate() {
+        let mut greatest = inner.ids.greatest;
+        let mut in_order = true;
+        for event in events {
             let id = event.envelope.event_id;
-            match inner.ids.entry(id) {
-                Entry::Vacant(slot) => {
-                    slot.insert(first + offset as u64);
-                }
-                Entry::Occupied(_) => {
-                    for claimed in &events[..offset] {
-                        inner.ids.remove(&claimed.envelope.event_id);
-                    }
-                    // An id twice in the batch is refused here.
-                    validate_batch(aggregate_type, aggregate_id, events)?;
-                    return match stored_batch(
-                        &inner.log,
-                        &inner.ids,
-                        aggregate_type,
-                        aggregate_id,
-                        events,
-                    )? {
-                        Some(stored) => Ok(AppendResult::retried(actual, stored)),
-                        // classify_stored refuses a batch that repeats a stored id
-                        // without being a retry.
-                        None => Err(StoreError::Corrupt {
-                            position: 0,
-                            reason: format!("event id {id} collided but is not stored"),
-                        }),
-                    };
-                }
+            if greatest.is_none_or(|greatest| id > greatest) {
+                greatest = Some(id);
+                continue;
             }
+            in_order = false;
+            if inner.ids.position(&inner.log, id).is_some() {
+                // An id twice in the batch is refused here.
+                validate_batch(aggregate_type, aggregate_id, events)?;
+                return match stored_batch(
+                    &inner.log,
+                    &inner.ids,
+                    aggregate_type,
+                    aggregate_id,
+                    events,
+                )? {
+                    Some(stored) => Ok(AppendResult::retried(actual, stored)),
+                    // classify_stored refuses a batch that repeats a stored id
+                    // without being a retry.
+                    None => Err(StoreError::Corrupt {
+                        position: 0,
+                        reason: format!("event id {id} is stored but cannot be read back"),
+                    }),
+                };
+            }
+        }
+        if !in_order {
+            // None is stored; an id twice in the batch is refused here.
+            validate_batch(aggregate_type, aggregate_id, events)?;
         }
 
         let count = events.len() as u64;
@@ -368,10 +440,12 @@ impl InMemoryEventStore {
                 payload,
             } = event;
             envelope.aggregate_version = version;
+            let position = inner.log.len() as u64 + 1;
+            inner.ids.insert(envelope.event_id, position);
             let record = Arc::new(RecordedEvent {
                 envelope,
                 payload,
-                position: inner.log.len() as u64 + 1,
+                position,
                 stored_at,
             });
             inner.log.push(Arc::clone(&record));
@@ -507,7 +581,8 @@ impl EventStore for InMemoryEventStore {
     }
 
     async fn event_exists(&self, event_id: Uuid) -> Result<bool, StoreError> {
-        Ok(self.read().ids.contains_key(&event_id))
+        let inner = self.read();
+        Ok(inner.ids.position(&inner.log, event_id).is_some())
     }
 
     fn append_signal(&self) -> Option<Arc<Notify>> {
@@ -699,6 +774,72 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.stream_version(ACCOUNT, id).await.unwrap(), 2);
+    }
+
+    /// Ids in increasing order are found by search, the rest through the map: either way
+    /// every stored id is found, no other is, and a stored id makes a batch a retry.
+    #[tokio::test]
+    async fn ids_in_any_order_are_found_and_never_stored_twice() {
+        let store = InMemoryEventStore::new();
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        append(&store, ACCOUNT, a, 5).await; // increasing v7 ids: one run
+        // Random (v4) ids, then ids below everything stored, in decreasing order.
+        let mut random = events(ACCOUNT, b, 0, 4);
+        for event in &mut random {
+            event.envelope.event_id = Uuid::from_u128(rand_u128());
+        }
+        store
+            .append(ACCOUNT, b, ExpectedVersion::NoStream, &random)
+            .await
+            .unwrap();
+        let mut old = events(ACCOUNT, c, 0, 3);
+        for (n, event) in (1u128..).zip(&mut old) {
+            event.envelope.event_id = Uuid::from_u128(100 - n);
+        }
+        store
+            .append(ACCOUNT, c, ExpectedVersion::NoStream, &old)
+            .await
+            .unwrap();
+        append(&store, ACCOUNT, a, 3).await; // a second run of increasing ids
+
+        let all = store.all_events();
+        assert_eq!(all.len(), 15);
+        for event in &all {
+            assert!(store.event_exists(event.event_id()).await.unwrap());
+        }
+        for absent in [
+            Uuid::nil(),
+            Uuid::from_u128(50),
+            Uuid::max(),
+            Uuid::now_v7(),
+        ] {
+            assert!(!store.event_exists(absent).await.unwrap(), "{absent}");
+        }
+        // Ids from the middle of a run, or from the map, make a batch a retry.
+        for (id, from) in [(a, 0), (b, 0), (c, 0)] {
+            let stream = store.read_stream(ACCOUNT, id, from).await.unwrap();
+            let retry: Vec<UncommittedEvent> = stream.events[1..2]
+                .iter()
+                .map(|event| UncommittedEvent {
+                    envelope: event.envelope.clone(),
+                    payload: event.payload.clone(),
+                })
+                .collect();
+            let result = store
+                .append(ACCOUNT, id, ExpectedVersion::Any, &retry)
+                .await
+                .unwrap();
+            assert!(result.already_stored, "{id}");
+            assert_eq!(positions(&result.events), positions(&stream.events[1..2]));
+        }
+        assert_eq!(store.event_count(), 15);
+    }
+
+    /// 128 bits from the standard library's randomly keyed hasher (no extra dependency).
+    fn rand_u128() -> u128 {
+        use std::hash::{BuildHasher, RandomState};
+        let state = RandomState::new();
+        (u128::from(state.hash_one(1u8)) << 64) | u128::from(state.hash_one(2u8))
     }
 
     #[tokio::test]
