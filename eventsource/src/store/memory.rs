@@ -434,17 +434,15 @@ impl InMemoryEventStore {
         }
         let mut recorded = Vec::with_capacity(events.len());
         inner.log.reserve(events.len());
-        let mut store = |version: u64, event: UncommittedEvent| {
-            let UncommittedEvent {
-                mut envelope,
-                payload,
-            } = event;
-            envelope.aggregate_version = version;
+        // Each event is moved from the caller's vector straight into its stored record
+        // (a struct literal in `Arc::new`), its version set where it lies first: a moved
+        // envelope is copied once, not once per step.
+        let mut store = |event: UncommittedEvent| {
             let position = inner.log.len() as u64 + 1;
-            inner.ids.insert(envelope.event_id, position);
+            inner.ids.insert(event.envelope.event_id, position);
             let record = Arc::new(RecordedEvent {
-                envelope,
-                payload,
+                envelope: event.envelope,
+                payload: event.payload,
                 position,
                 stored_at,
             });
@@ -454,13 +452,16 @@ impl InMemoryEventStore {
         match incoming {
             Incoming::Borrowed(events) => {
                 for (version, event) in (actual + 1..).zip(events) {
-                    store(version, event.clone());
+                    let mut event = event.clone();
+                    event.envelope.aggregate_version = version;
+                    store(event);
                 }
             }
             Incoming::Taken(events) => {
-                for (version, event) in (actual + 1..).zip(events.drain(..)) {
-                    store(version, event);
+                for (version, event) in (actual + 1..).zip(events.iter_mut()) {
+                    event.envelope.aggregate_version = version;
                 }
+                events.drain(..).for_each(store);
             }
         }
         drop(guard);
