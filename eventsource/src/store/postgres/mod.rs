@@ -78,6 +78,9 @@ struct Sql {
     /// and with outbox rows.
     insert: String,
     insert_outbox: String,
+    /// The same for one event, with scalar parameters (no arrays to read, no `unnest`).
+    insert_one: String,
+    insert_one_outbox: String,
     by_ids: String,
     stream: String,
     version: String,
@@ -128,6 +131,30 @@ fn insert_sql(schema: &str, outbox: bool) -> String {
     )
 }
 
+/// [`insert_sql`] for one event: its columns as scalar parameters, the same checks.
+fn insert_one_sql(schema: &str, outbox: bool) -> String {
+    let insert = format!(
+        "INSERT INTO {schema}.events (position, transaction_id, event_id, event_name, schema_version, \
+            aggregate_type, aggregate_id, aggregate_version, occurred_at, stored_at, tenant_id, \
+            correlation_id, causation_id, actor_id, metadata, payload) \
+        SELECT (pg_current_xact_id()::text::bigint << 20) + 1, pg_current_xact_id(), $4::uuid, $5::text, \
+            $6::int, $1, $2, $3 + 1, $7::timestamptz, statement_timestamp(), $8::text, $9::uuid, \
+            $10::uuid, $11::text, $12::text::jsonb, $13::text::jsonb \
+        WHERE $3 = 0 OR EXISTS (SELECT 1 FROM {schema}.events WHERE aggregate_type = $1 \
+            AND aggregate_id = $2 AND aggregate_version = $3)"
+    );
+    let returned = "'inserted'::text, position, aggregate_version, stored_at";
+    if outbox {
+        format!(
+            "WITH inserted AS ({insert} RETURNING position, aggregate_version, stored_at), \
+             outboxed AS (INSERT INTO {schema}.outbox (position) SELECT position FROM inserted) \
+             SELECT {returned}, pg_notify('{schema}_appended', '')::text FROM inserted"
+        )
+    } else {
+        format!("{insert} RETURNING {returned}, pg_notify('{schema}_appended', '')::text")
+    }
+}
+
 impl Sql {
     fn new(schema: &str) -> Self {
         let events = format!("{schema}.events");
@@ -138,6 +165,8 @@ impl Sql {
             ),
             insert: insert_sql(schema, false),
             insert_outbox: insert_sql(schema, true),
+            insert_one: insert_one_sql(schema, false),
+            insert_one_outbox: insert_one_sql(schema, true),
             by_ids: format!(
                 "SELECT {COLUMNS} FROM {events} WHERE event_id = ANY($1) ORDER BY position"
             ),
@@ -724,17 +753,55 @@ impl PostgresEventStore {
         after: i64,
         events: &[UncommittedEvent],
     ) -> Result<Option<Vec<PgRow>>, StoreError> {
-        let columns = Columns::of(events)?;
-        let sql = if self.outbox {
-            &self.sql.insert_outbox
-        } else {
-            &self.sql.insert
+        let outcome = match events {
+            [event] => {
+                let e = &event.envelope;
+                let serialize = |source| StoreError::Serialize {
+                    name: e.event_name.to_string(),
+                    source,
+                };
+                let metadata = serde_json::to_string(&e.metadata).map_err(serialize)?;
+                let payload = event.payload.to_json().map_err(serialize)?;
+                let sql = if self.outbox {
+                    &self.sql.insert_one_outbox
+                } else {
+                    &self.sql.insert_one
+                };
+                sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .bind(aggregate_type)
+                    .bind(aggregate_id)
+                    .bind(after)
+                    .bind(e.event_id)
+                    .bind(e.event_name.as_ref())
+                    .bind(
+                        i32::try_from(e.schema_version)
+                            .map_err(|_| corrupt(0, "schema_version exceeds int"))?,
+                    )
+                    .bind(e.occurred_at)
+                    .bind(e.tenant_id.as_deref())
+                    .bind(e.correlation_id)
+                    .bind(e.causation_id)
+                    .bind(e.actor_id.as_deref())
+                    .bind(metadata.as_str())
+                    .bind(payload.as_ref())
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            _ => {
+                let columns = Columns::of(events)?;
+                let sql = if self.outbox {
+                    &self.sql.insert_outbox
+                } else {
+                    &self.sql.insert
+                };
+                let query = sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .bind(aggregate_type)
+                    .bind(aggregate_id)
+                    .bind(after);
+                columns.bind(query).fetch_all(&self.pool).await
+            }
         };
-        let query = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(after);
-        match columns.bind(query).fetch_all(&self.pool).await {
+        match outcome {
             Ok(rows) if rows.len() == events.len() => Ok(Some(rows)),
             // The insert is all or nothing: no rows means version `after` is missing.
             Ok(_) => Ok(None),
