@@ -530,13 +530,13 @@ fn validate_schema(schema: &str) -> Result<(), StoreError> {
 /// delayed. [`PostgresEventStore::reader_horizon`] shows how far readers are held back.
 ///
 /// Each append is one round trip. The common one (a repository's save: `Exact` or
-/// `NoStream`) is a single `INSERT ... SELECT FROM unnest(...)` that checks the
-/// expectation itself: the next version is unique per stream, and the expected one must be
+/// `NoStream`) is a single `INSERT` (`... SELECT FROM unnest(...)` for a batch, plain
+/// parameters for one event) that checks the expectation itself: the next version is unique per stream, and the expected one must be
 /// stored. The other expectations, appends inside your transaction
 /// ([`PostgresEventStore::append_in`]) and the batches that single insert refused go
 /// through a PL/pgSQL function created by [`PostgresEventStore::migrate`], which tells an
-/// idempotent retry from a version conflict. Either way the SQL text is the same for any
-/// batch size.
+/// idempotent retry from a version conflict. The SQL texts are fixed, whatever the batch
+/// size.
 ///
 /// Next to the events, [`PostgresEventStore::migrate`] creates the tables of
 /// [`PostgresCheckpointRepository`], [`PostgresDlqRepository`] and the transactional
