@@ -754,6 +754,60 @@ mod outbox {
         }
     }
 
+    /// Outbox rows are written in the order appends run, not in position order: an older
+    /// transaction that appends after a younger one has committed writes its rows last,
+    /// yet its positions are lower. The relay publishes in position order all the same.
+    #[tokio::test]
+    async fn the_relay_publishes_in_position_order_whatever_order_rows_were_written() {
+        let Some((_db, store)) = outbox_store().await else {
+            return;
+        };
+        let bus = Arc::new(RecordingBus::default());
+        let relay = OutboxRelay::new(&store, bus.clone());
+        let (older, younger) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut tx = store.pool().begin().await.unwrap();
+        sqlx::query("SELECT pg_current_xact_id()")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        store
+            .append(
+                "ConformanceAccount",
+                younger,
+                ExpectedVersion::NoStream,
+                &deposits(younger, 0, 1),
+            )
+            .await
+            .unwrap();
+        store
+            .append_in(
+                &mut tx,
+                "ConformanceAccount",
+                older,
+                ExpectedVersion::NoStream,
+                &deposits(older, 0, 2),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            relay.relay_once().await.unwrap(),
+            RelayBatch::default(),
+            "nothing is claimable while the older transaction is open"
+        );
+        tx.commit().await.unwrap();
+
+        assert_eq!(relay.relay_once().await.unwrap().published, 3);
+        let positions = stored_positions(&store).await;
+        assert_eq!(bus.positions(), positions, "position order");
+        let all: Vec<_> = store
+            .read_all(ReadAll::from_start())
+            .try_collect()
+            .await
+            .unwrap();
+        let ids: Vec<Uuid> = all.iter().map(|e| e.aggregate_id()).collect();
+        assert_eq!(ids, [older, older, younger]);
+    }
+
     #[tokio::test]
     async fn an_outbox_row_exists_exactly_when_its_event_does() {
         let Some((_db, store)) = outbox_store().await else {

@@ -215,7 +215,13 @@ mod the_seed_scenarios {
             checkpoints.load("flaky").await.unwrap().is_none(),
             "the checkpoint does not move past a failed event"
         );
-        assert!(runner.status()[0].halted.is_some());
+        let status = &runner.status()[0];
+        assert!(status.halted.is_some());
+        assert_eq!(
+            status.lag,
+            store.event_count() as u64,
+            "halted at the first event: behind by every event read"
+        );
     }
 }
 

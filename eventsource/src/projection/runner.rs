@@ -36,7 +36,9 @@ pub struct ProjectionStatus {
     pub name: String,
     /// The position it is done with.
     pub position: u64,
-    /// Events behind the newest event the runner has seen.
+    /// Events the runner has read past this projection's position and not delivered to
+    /// it: non-zero while the projection is halted. Counted in events, not positions (on
+    /// PostgreSQL positions are far apart).
     pub lag: u64,
     /// Events handled since the runner started.
     pub processed: u64,
@@ -70,6 +72,11 @@ struct Slot {
     processed: u64,
     failed: u64,
     halted: Option<String>,
+    /// Events read past `position` and not delivered (while halted).
+    behind: u64,
+    /// The last position counted in `behind` (pages can be read again after a reset of
+    /// another projection: each event counts once).
+    counted: u64,
 }
 
 /// Runs projections over an event store. See the [module docs](super).
@@ -103,7 +110,6 @@ pub struct ProjectionRunner {
     start: StartFrom,
     poll_interval: Duration,
     initialized: bool,
-    head: u64,
     started: Instant,
 }
 
@@ -135,7 +141,6 @@ impl ProjectionRunner {
             start: StartFrom::Checkpoint,
             poll_interval: Duration::from_secs(1),
             initialized: false,
-            head: 0,
             started: Instant::now(),
         }
     }
@@ -157,6 +162,8 @@ impl ProjectionRunner {
             processed: 0,
             failed: 0,
             halted: None,
+            behind: 0,
+            counted: 0,
         });
         self.initialized = false;
     }
@@ -248,7 +255,7 @@ impl ProjectionRunner {
             .map(|slot| ProjectionStatus {
                 name: slot.name.clone(),
                 position: slot.position,
-                lag: self.head.saturating_sub(slot.position),
+                lag: slot.behind,
                 processed: slot.processed,
                 failed: slot.failed,
                 events_per_second: slot.processed as f64 / seconds,
@@ -280,22 +287,26 @@ impl ProjectionRunner {
             .await?;
         let mut first_error = None;
         for event in &page {
-            self.head = self.head.max(event.position);
             for index in 0..self.slots.len() {
                 let slot = &self.slots[index];
-                if slot.halted.is_some() || slot.position >= event.position {
+                if slot.position >= event.position {
                     continue;
                 }
-                if let Err(error) = self.deliver(index, event).await {
+                if slot.halted.is_none()
+                    && let Err(error) = self.deliver(index, event).await
+                {
                     first_error.get_or_insert(error);
+                }
+                // Halted before this event, or at it.
+                let slot = &mut self.slots[index];
+                if slot.halted.is_some() && event.position > slot.counted {
+                    slot.behind += 1;
+                    slot.counted = event.position;
                 }
             }
         }
         // Writes what is pending: a page's checkpoints, or ones whose write failed before.
         self.flush_checkpoints().await?;
-        if page.is_empty() {
-            self.head = self.head.max(self.store.current_position().await?);
-        }
         match first_error {
             Some(error) => Err(error),
             None => Ok(page.len()),
@@ -444,6 +455,8 @@ impl ProjectionRunner {
             slot.position = 0;
             slot.unsaved = None;
             slot.halted = None;
+            slot.behind = 0;
+            slot.counted = 0;
         }
         self.checkpoints.reset(name).await?;
         tracing::info!(projection = name, "rebuilding from the beginning");
@@ -468,6 +481,8 @@ impl ProjectionRunner {
         slot.position = 0;
         slot.unsaved = None;
         slot.halted = None;
+        slot.behind = 0;
+        slot.counted = 0;
         self.checkpoints.reset(name).await?;
         Ok(())
     }
@@ -521,6 +536,9 @@ impl ProjectionRunner {
                 // A projection halted at this event moves past it.
                 if slot.halted.is_some() && slot.position < event.position {
                     slot.halted = None;
+                    // It reads again from here: nothing read is left undelivered.
+                    slot.behind = 0;
+                    slot.counted = 0;
                     slot.position = event.position;
                     slot.unsaved = Some((event.position, Some(event_id)));
                     self.flush_checkpoint(index).await?;

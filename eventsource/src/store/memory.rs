@@ -123,21 +123,28 @@ impl Streams {
 /// Finds the position of a stored event id without an entry per event: ids are UUID v7,
 /// time ordered, so almost every id is greater than every id stored before it. Those
 /// form runs of the log whose ids increase from run to run and along each run, found by
-/// binary search; any other id (older, or not v7) is kept in a map.
+/// binary search; any other id (a v7 id older than the greatest stored, or an id of
+/// another version) is kept in a map. Only v7 ids take part in the order, so one random
+/// id cannot push every later id into the map.
 #[derive(Default)]
 struct EventIds {
     /// Runs of positions whose ids are all greater than the previous run's.
     ordered: Vec<Run>,
-    /// The greatest id of `ordered`, which is the greatest id stored.
+    /// The greatest id of `ordered`, which is the greatest v7 id stored.
     greatest: Option<Uuid>,
-    /// Ids that were not greater than every id stored before them.
+    /// Every other id.
     others: IdMap<u64>,
 }
 
 impl EventIds {
-    /// Whether `id` is certainly not stored: greater than every stored id.
+    /// Whether `id` is certainly not stored: a v7 id greater than every stored v7 id.
     fn is_new(&self, id: Uuid) -> bool {
-        self.greatest.is_none_or(|greatest| id > greatest)
+        Self::follows(self.greatest, id)
+    }
+
+    /// Whether `id` is a v7 id greater than `greatest` (the greatest v7 id so far).
+    fn follows(greatest: Option<Uuid>, id: Uuid) -> bool {
+        id.get_version_num() == 7 && greatest.is_none_or(|greatest| id > greatest)
     }
 
     /// The position of `id`, if it is stored (`log` is the store's log).
@@ -147,6 +154,9 @@ impl EventIds {
         }
         if let Some(position) = self.others.get(&id) {
             return Some(*position);
+        }
+        if id.get_version_num() != 7 {
+            return None;
         }
         let id_at = |position: u64| {
             let index = usize::try_from(position.checked_sub(1)?).ok()?;
@@ -382,7 +392,7 @@ impl InMemoryEventStore {
         let mut in_order = true;
         for event in events {
             let id = event.envelope.event_id;
-            if greatest.is_none_or(|greatest| id > greatest) {
+            if EventIds::follows(greatest, id) {
                 greatest = Some(id);
                 continue;
             }
@@ -834,6 +844,22 @@ mod tests {
             assert_eq!(positions(&result.events), positions(&stream.events[1..2]));
         }
         assert_eq!(store.event_count(), 15);
+
+        // An id of another version takes no part in the order: later v7 ids still need
+        // no map entry.
+        let d = Uuid::now_v7();
+        let mut odd = events(ACCOUNT, d, 0, 1);
+        odd[0].envelope.event_id = Uuid::max();
+        store
+            .append(ACCOUNT, d, ExpectedVersion::NoStream, &odd)
+            .await
+            .unwrap();
+        let in_map = store.read().ids.others.len();
+        append(&store, ACCOUNT, d, 3).await;
+        assert_eq!(store.read().ids.others.len(), in_map);
+        assert!(store.event_exists(Uuid::max()).await.unwrap());
+        let last = store.all_events().last().unwrap().event_id();
+        assert!(store.event_exists(last).await.unwrap());
     }
 
     /// 128 bits from the standard library's randomly keyed hasher (no extra dependency).

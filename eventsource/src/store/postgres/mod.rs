@@ -116,7 +116,7 @@ fn insert_sql(schema: &str, outbox: bool) -> String {
             INSERT INTO {schema}.events (position, transaction_id, event_id, event_name, schema_version, \
                 aggregate_type, aggregate_id, aggregate_version, occurred_at, stored_at, tenant_id, \
                 correlation_id, causation_id, actor_id, metadata, payload) \
-            SELECT (pg_current_xact_id()::text::bigint << 20) + e.ord, pg_current_xact_id(), e.id, e.name, \
+            SELECT (pg_current_xact_id()::text::bigint * 1048576) + e.ord, pg_current_xact_id(), e.id, e.name, \
                 e.sv, $1, $2, $3 + e.ord, e.occ, statement_timestamp(), e.ten, e.corr, e.cause, e.act, \
                 e.meta::jsonb, e.pay::jsonb \
             FROM unnest($4::uuid[], $5::text[], $6::int[], $7::timestamptz[], $8::text[], $9::uuid[], \
@@ -137,7 +137,7 @@ fn insert_one_sql(schema: &str, outbox: bool) -> String {
         "INSERT INTO {schema}.events (position, transaction_id, event_id, event_name, schema_version, \
             aggregate_type, aggregate_id, aggregate_version, occurred_at, stored_at, tenant_id, \
             correlation_id, causation_id, actor_id, metadata, payload) \
-        SELECT (pg_current_xact_id()::text::bigint << 20) + 1, pg_current_xact_id(), $4::uuid, $5::text, \
+        SELECT (pg_current_xact_id()::text::bigint * 1048576) + 1, pg_current_xact_id(), $4::uuid, $5::text, \
             $6::int, $1, $2, $3 + 1, $7::timestamptz, statement_timestamp(), $8::text, $9::uuid, \
             $10::uuid, $11::text, $12::text::jsonb, $13::text::jsonb \
         WHERE $3 = 0 OR EXISTS (SELECT 1 FROM {schema}.events WHERE aggregate_type = $1 \
@@ -326,9 +326,11 @@ impl Sql {
                             -- one must be stored (one index probe, none for version 0).
                             v_first := CASE WHEN p_kind = 'exact' THEN p_exact + 1 ELSE 1 END;
                         ELSE
-                            -- Looked up first, so that a refusal writes nothing and takes
-                            -- no transaction id: inside the caller's transaction
-                            -- (`append_in`), a refused append leaves it as it found it.
+                            -- Looked up first, so that a refusal seen here writes nothing
+                            -- and takes no transaction id: inside the caller's transaction
+                            -- (`append_in`), a refused append leaves it as it found it. (One
+                            -- refused by the insert below, after a concurrent append, has
+                            -- taken an id, and still writes nothing.)
                             SELECT COALESCE(MAX(aggregate_version), 0) INTO v_actual FROM {events}
                                 WHERE aggregate_type = p_type AND aggregate_id = p_id;
                             IF p_kind = 'any' OR (p_kind = 'exists' AND v_actual > 0)
@@ -342,8 +344,9 @@ impl Sql {
                         IF v_first IS NOT NULL AND cardinality(p_ids) > 0 THEN
                             -- Positions follow transaction ids (see the module docs): the
                             -- transaction's id times 2^20, plus the event's place among
-                            -- the events this transaction appended.
-                            v_base := pg_current_xact_id()::text::bigint << 20;
+                            -- the events this transaction appended. A multiplication, not a
+                            -- shift: past 2^43 ids it fails instead of wrapping.
+                            v_base := pg_current_xact_id()::text::bigint * 1048576;
                             SELECT COALESCE(MAX(position), v_base) INTO v_base FROM {events}
                                 WHERE position > v_base AND position < v_base + 1048576;
                             IF (v_base & 1048575) + cardinality(p_ids) > 1048575 THEN
@@ -522,8 +525,9 @@ fn validate_schema(schema: &str) -> Result<(), StoreError> {
 /// committed. No lock is taken: appends to different streams never wait for each other.
 ///
 /// Positions therefore increase but are far apart (they are not counts), and one
-/// transaction appends at most 2^20 - 1 events. They fit a `bigint` for 2^43 transactions
-/// of the whole server.
+/// transaction appends at most 2^20 - 1 events. They fit a `bigint` for 2^43 transaction
+/// ids of the whole server (subtransactions that write draw ids too); past that an append
+/// fails with an error, positions never wrap.
 ///
 /// The trade-off: any transaction that stays open on the database (even one that has
 /// nothing to do with events) holds readers back until it ends; appends are not

@@ -138,7 +138,7 @@ impl OutboxRelay {
                     "SELECT {COLUMNS}, o.id AS outbox_id FROM {outbox} o JOIN {events} USING (position) \
                      WHERE o.status = 'pending' AND o.next_attempt_at <= now() \
                      AND o.transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
-                     ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED"
+                     ORDER BY o.position LIMIT $1 FOR UPDATE OF o SKIP LOCKED"
                 ),
                 published: format!(
                     "UPDATE {outbox} SET status = 'published', attempts = attempts + 1, \
