@@ -137,6 +137,68 @@ async fn stored_positions(store: &PostgresEventStore) -> Vec<u64> {
     all.iter().map(|e| e.position).collect()
 }
 
+/// A schema made by an earlier version numbered positions with an identity column:
+/// `migrate()` drops it, and the events stored before come first in the log.
+#[tokio::test]
+async fn migrate_upgrades_a_schema_whose_positions_came_from_an_identity() {
+    let Some(db) = fresh().await else { return };
+    let store = &db.store;
+    let events = format!("{}.events", store.schema());
+    let run = |sql: String| async move {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(store.pool())
+            .await
+            .unwrap();
+    };
+    run(format!(
+        "ALTER TABLE {events} ALTER COLUMN position ADD GENERATED ALWAYS AS IDENTITY, \
+         ALTER COLUMN transaction_id SET DEFAULT pg_current_xact_id()"
+    ))
+    .await;
+    let old = Uuid::now_v7();
+    run(format!(
+        "INSERT INTO {events} (event_id, event_name, schema_version, aggregate_type, aggregate_id, \
+         aggregate_version, occurred_at, stored_at, metadata, payload) \
+         VALUES ('{}', 'Deposited', 1, 'ConformanceAccount', '{old}', 1, now(), now(), '{{}}', \
+         '{{\"amount\": 1}}')",
+        Uuid::now_v7()
+    ))
+    .await;
+
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    let new = Uuid::now_v7();
+    store
+        .append(
+            "ConformanceAccount",
+            new,
+            ExpectedVersion::NoStream,
+            &deposits(new, 0, 1),
+        )
+        .await
+        .unwrap();
+    let all: Vec<_> = store
+        .read_all(ReadAll::from_start())
+        .try_collect()
+        .await
+        .unwrap();
+    let ids: Vec<Uuid> = all.iter().map(|e| e.aggregate_id()).collect();
+    assert_eq!(ids, [old, new]);
+    assert_eq!(all[0].position, 1, "the identity's number");
+    assert!(
+        all[1].position > 1 << 20,
+        "a number from the transaction id"
+    );
+    let identity: String = sqlx::query_scalar(
+        "SELECT attidentity::text FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'position'",
+    )
+    .bind(&events)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(identity, "", "no identity left");
+}
+
 #[tokio::test]
 async fn schema_names_are_validated() {
     for bad in ["Events", "a-b", "x; DROP TABLE y", "", "1abc"] {
