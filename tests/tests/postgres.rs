@@ -126,14 +126,19 @@ async fn new_account(store: &PostgresEventStore, deposits: usize) -> Uuid {
     id
 }
 
-/// The positions of every stored event, in global order (positions are far apart: they
-/// follow transaction ids).
-async fn stored_positions(store: &PostgresEventStore) -> Vec<u64> {
-    let all: Vec<_> = store
+/// Every event a reader of the global log gets now, in order.
+async fn read_everything(store: &PostgresEventStore) -> Vec<Arc<eventsource::RecordedEvent>> {
+    store
         .read_all(ReadAll::from_start())
         .try_collect()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The positions of every stored event, in global order (positions are far apart: they
+/// follow transaction ids).
+async fn stored_positions(store: &PostgresEventStore) -> Vec<u64> {
+    let all = read_everything(store).await;
     all.iter().map(|e| e.position).collect()
 }
 
@@ -177,11 +182,7 @@ async fn migrate_upgrades_a_schema_whose_positions_came_from_an_identity() {
         )
         .await
         .unwrap();
-    let all: Vec<_> = store
-        .read_all(ReadAll::from_start())
-        .try_collect()
-        .await
-        .unwrap();
+    let all = read_everything(store).await;
     let ids: Vec<Uuid> = all.iter().map(|e| e.aggregate_id()).collect();
     assert_eq!(ids, [old, new]);
     assert_eq!(all[0].position, 1, "the identity's number");
@@ -244,11 +245,7 @@ async fn a_reader_never_skips_an_event_committed_out_of_order() {
         "A took the lower position"
     );
 
-    let seen: Vec<_> = store
-        .read_all(ReadAll::from_start())
-        .try_collect()
-        .await
-        .unwrap();
+    let seen = read_everything(store).await;
     assert!(
         seen.is_empty(),
         "B is held back while A is open: {:?}",
@@ -258,11 +255,7 @@ async fn a_reader_never_skips_an_event_committed_out_of_order() {
     assert!(store.reader_horizon().await.unwrap() >= 1);
 
     tx.commit().await.unwrap();
-    let seen: Vec<_> = store
-        .read_all(ReadAll::from_start())
-        .try_collect()
-        .await
-        .unwrap();
+    let seen = read_everything(store).await;
     let ids: Vec<Uuid> = seen.iter().map(|e| e.aggregate_id()).collect();
     assert_eq!(ids, [a, b], "A then B once A commits");
 
@@ -323,11 +316,7 @@ async fn appends_after_other_writes_and_twice_in_one_transaction_keep_readers_in
         )
         .await
         .unwrap();
-    let seen: Vec<_> = store
-        .read_all(ReadAll::from_start())
-        .try_collect()
-        .await
-        .unwrap();
+    let seen = read_everything(store).await;
     assert!(seen.is_empty(), "the open transaction holds readers back");
     assert_eq!(store.current_position().await.unwrap(), 0);
 
@@ -370,11 +359,7 @@ async fn appends_after_other_writes_and_twice_in_one_transaction_keep_readers_in
     );
 
     tx.commit().await.unwrap();
-    let seen: Vec<_> = store
-        .read_all(ReadAll::from_start())
-        .try_collect()
-        .await
-        .unwrap();
+    let seen = read_everything(store).await;
     let ids: Vec<Uuid> = seen.iter().map(|e| e.aggregate_id()).collect();
     assert_eq!(
         ids,
@@ -861,11 +846,7 @@ mod outbox {
         assert_eq!(relay.relay_once().await.unwrap().published, 3);
         let positions = stored_positions(&store).await;
         assert_eq!(bus.positions(), positions, "position order");
-        let all: Vec<_> = store
-            .read_all(ReadAll::from_start())
-            .try_collect()
-            .await
-            .unwrap();
+        let all = read_everything(&store).await;
         let ids: Vec<Uuid> = all.iter().map(|e| e.aggregate_id()).collect();
         assert_eq!(ids, [older, older, younger]);
     }
