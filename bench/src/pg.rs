@@ -185,7 +185,7 @@ impl RawPg {
                  AND aggregate_version > $3 ORDER BY aggregate_version"
             ),
             all: format!("SELECT {COLUMNS} FROM {events} ORDER BY position"),
-            metadata: serde_json::to_string(&event.envelope.metadata)?,
+            metadata: serde_json::to_string(&event.envelope.context.metadata)?,
             payload: event.payload.to_json()?.into_owned(),
             pool: pool.clone(),
             store,

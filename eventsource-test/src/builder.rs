@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use eventsource::{
     Aggregate, AggregateRoot, Clock, DomainEvent, EventContext, EventEnvelope, EventStore,
-    ExpectedVersion, IntoEvents, Payload, RecordedEvent, StoreError, UncommittedEvent,
+    ExpectedVersion, IntoEvents, Payload, RecordedEvent, SharedContext, StoreError,
+    UncommittedEvent,
 };
 use uuid::Uuid;
 
@@ -170,7 +171,7 @@ impl<A: Aggregate> EventBuilder<A> {
 #[derive(Debug)]
 pub struct History {
     clock: Arc<dyn Clock>,
-    context: EventContext,
+    context: SharedContext,
     events: Vec<RecordedEvent>,
     versions: HashMap<(Cow<'static, str>, Uuid), u64>,
 }
@@ -186,7 +187,7 @@ impl History {
     pub fn new() -> Self {
         History {
             clock: Arc::new(TestClock::new()),
-            context: EventContext::default(),
+            context: SharedContext::default(),
             events: Vec::new(),
             versions: HashMap::new(),
         }
@@ -200,7 +201,7 @@ impl History {
 
     /// Stamps `context` on events added from now on.
     pub fn with_context(mut self, context: EventContext) -> Self {
-        self.context = context;
+        self.context = context.into();
         self
     }
 
@@ -227,11 +228,7 @@ impl History {
             aggregate_type: Cow::Borrowed(E::AGGREGATE_TYPE),
             aggregate_version: *version,
             occurred_at,
-            tenant_id: self.context.tenant_id.clone(),
-            correlation_id: self.context.correlation_id,
-            causation_id: self.context.causation_id,
-            actor_id: self.context.actor_id.clone(),
-            metadata: self.context.metadata.clone(),
+            context: self.context.clone(),
         };
         let position = self.events.len() as u64 + 1;
         self.events.push(RecordedEvent {

@@ -237,12 +237,15 @@ pub async fn envelope_round_trip<S: EventStore>(store: &S) {
         written.occurred_at.timestamp_micros(),
         "occurred_at survives to the microsecond"
     );
-    assert_eq!(stored.tenant_id, written.tenant_id);
-    assert_eq!(stored.correlation_id, written.correlation_id);
-    assert_eq!(stored.causation_id, written.causation_id);
-    assert_eq!(stored.actor_id, written.actor_id);
-    assert_eq!(stored.metadata, written.metadata);
-    let expected: BTreeMap<String, serde_json::Value> = written.metadata.clone();
+    assert_eq!(stored.context.tenant_id, written.context.tenant_id);
+    assert_eq!(
+        stored.context.correlation_id,
+        written.context.correlation_id
+    );
+    assert_eq!(stored.context.causation_id, written.context.causation_id);
+    assert_eq!(stored.context.actor_id, written.context.actor_id);
+    assert_eq!(stored.context.metadata, written.context.metadata);
+    let expected: BTreeMap<String, serde_json::Value> = written.context.metadata.clone();
     assert_eq!(expected.len(), 3);
     assert!(
         read.stored_at >= written.occurred_at - chrono::Duration::seconds(60),

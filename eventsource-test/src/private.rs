@@ -23,11 +23,7 @@ pub fn expected<A: Handles<E>, E: DomainEvent>(event: E) -> A::Event {
         aggregate_type: A::TYPE.into(),
         aggregate_version: 1,
         occurred_at: chrono::DateTime::UNIX_EPOCH,
-        tenant_id: None,
-        correlation_id: None,
-        causation_id: None,
-        actor_id: None,
-        metadata: Default::default(),
+        context: Default::default(),
     };
     match A::Event::from_stored(&envelope, &Payload::typed(event)) {
         Ok(event) => event,

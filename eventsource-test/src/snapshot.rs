@@ -158,12 +158,13 @@ where
                 version: envelope.aggregate_version,
                 event_id: ids.label(envelope.event_id),
                 occurred_at: TIMESTAMP,
-                tenant_id: envelope.tenant_id.clone(),
-                correlation_id: envelope.correlation_id.map(|id| ids.label(id)),
-                causation_id: envelope.causation_id.map(|id| ids.label(id)),
-                actor_id: envelope.actor_id.clone(),
-                metadata: (!envelope.metadata.is_empty()).then(|| {
-                    let metadata = serde_json::to_value(&envelope.metadata).unwrap_or(Value::Null);
+                tenant_id: envelope.context.tenant_id.clone(),
+                correlation_id: envelope.context.correlation_id.map(|id| ids.label(id)),
+                causation_id: envelope.context.causation_id.map(|id| ids.label(id)),
+                actor_id: envelope.context.actor_id.clone(),
+                metadata: (!envelope.context.metadata.is_empty()).then(|| {
+                    let metadata =
+                        serde_json::to_value(&envelope.context.metadata).unwrap_or(Value::Null);
                     ids.redact(metadata)
                 }),
                 payload: ids.redact(payload),

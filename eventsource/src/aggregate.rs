@@ -9,7 +9,8 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::error::{AggregateError, ApplyError};
 use crate::event::{
-    DomainEvent, EventContext, EventEnvelope, Payload, RecordedEvent, UncommittedEvent,
+    DomainEvent, EventContext, EventEnvelope, Payload, RecordedEvent, SharedContext,
+    UncommittedEvent,
 };
 
 /// What an aggregate does with a stored event it has no handler for.
@@ -196,7 +197,7 @@ pub struct AggregateRoot<A: Aggregate> {
     version: u64,
     state: A,
     uncommitted: Vec<UncommittedEvent>,
-    context: EventContext,
+    context: SharedContext,
     clock: Option<Arc<dyn Clock>>,
     /// The clock reading of the command being executed: one per command, whatever the
     /// number of events it records.
@@ -228,7 +229,7 @@ impl<A: Aggregate> AggregateRoot<A> {
             version,
             state,
             uncommitted: Vec::new(),
-            context: EventContext::default(),
+            context: SharedContext::default(),
             clock: None,
             command_time: CommandTime::Each,
         }
@@ -300,9 +301,10 @@ impl<A: Aggregate> AggregateRoot<A> {
         &self.context
     }
 
-    /// Sets the context stamped on events recorded from now on.
-    pub fn set_context(&mut self, context: EventContext) -> &mut Self {
-        self.context = context;
+    /// Sets the context stamped on events recorded from now on (an [`EventContext`], or
+    /// a [`SharedContext`] to share one allocation with other aggregates).
+    pub fn set_context(&mut self, context: impl Into<SharedContext>) -> &mut Self {
+        self.context = context.into();
         self
     }
 
@@ -426,11 +428,7 @@ impl<A: Aggregate> AggregateRoot<A> {
             aggregate_type: A::TYPE.into(),
             aggregate_version: self.version,
             occurred_at,
-            tenant_id: self.context.tenant_id.clone(),
-            correlation_id: self.context.correlation_id,
-            causation_id: self.context.causation_id,
-            actor_id: self.context.actor_id.clone(),
-            metadata: self.context.metadata.clone(),
+            context: self.context.clone(),
         }
     }
 

@@ -81,6 +81,18 @@ pub struct EventEnvelope {
     /// When the event happened (UTC): the events of one command
     /// ([`AggregateRoot::execute`](crate::AggregateRoot::execute)) share one instant.
     pub occurred_at: DateTime<Utc>,
+    /// Tenant, correlation, causation, actor and metadata, read as fields through
+    /// [`SharedContext`] (`envelope.context.tenant_id`). The events recorded under one
+    /// context share it, and an empty context takes no allocation. Serialized as
+    /// fields of the envelope itself.
+    #[serde(flatten)]
+    pub context: SharedContext,
+}
+
+/// Context stamped on every event an [`AggregateRoot`](crate::AggregateRoot) records:
+/// tenancy, tracing ids and metadata.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventContext {
     /// The tenant that owns the event, if the application is multi-tenant.
     pub tenant_id: Option<String>,
     /// Groups every event caused, directly or not, by one request.
@@ -93,26 +105,28 @@ pub struct EventEnvelope {
     pub metadata: Metadata,
 }
 
-/// Context stamped on every event an [`AggregateRoot`](crate::AggregateRoot) records:
-/// tenancy, tracing ids and metadata.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EventContext {
-    /// Copied into [`EventEnvelope::tenant_id`].
-    pub tenant_id: Option<String>,
-    /// Copied into [`EventEnvelope::correlation_id`].
-    pub correlation_id: Option<Uuid>,
-    /// Copied into [`EventEnvelope::causation_id`].
-    pub causation_id: Option<Uuid>,
-    /// Copied into [`EventEnvelope::actor_id`].
-    pub actor_id: Option<String>,
-    /// Merged into [`EventEnvelope::metadata`].
-    pub metadata: Metadata,
-}
+/// The empty context every [`SharedContext`] without one reads as.
+static EMPTY_CONTEXT: EventContext = EventContext {
+    tenant_id: None,
+    correlation_id: None,
+    causation_id: None,
+    actor_id: None,
+    metadata: BTreeMap::new(),
+};
 
 impl EventContext {
     /// An empty context.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.tenant_id.is_none()
+            && self.correlation_id.is_none()
+            && self.causation_id.is_none()
+            && self.actor_id.is_none()
+            && self.metadata.is_empty()
     }
 
     /// Sets the tenant.
@@ -143,6 +157,81 @@ impl EventContext {
     pub fn meta(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
         self.metadata.insert(key.into(), value.into());
         self
+    }
+}
+
+/// An [`EventContext`] shared by the envelopes stamped with it: cloning one is a
+/// reference count, and an empty context is no allocation at all. It reads as the
+/// context itself (`envelope.context.tenant_id`).
+///
+/// ```
+/// use eventsource::{EventContext, SharedContext};
+///
+/// let empty = SharedContext::default();
+/// assert!(empty.tenant_id.is_none() && empty.is_empty());
+///
+/// let context = SharedContext::new(EventContext::new().tenant("acme").meta("ip", "10.0.0.1"));
+/// assert_eq!(context.tenant_id.as_deref(), Some("acme"));
+/// assert_eq!(context.clone(), context);
+/// ```
+#[derive(Clone, Default)]
+pub struct SharedContext(Option<Arc<EventContext>>);
+
+impl SharedContext {
+    /// Shares `context` (an empty one is not allocated).
+    pub fn new(context: EventContext) -> Self {
+        if context.is_empty() {
+            SharedContext(None)
+        } else {
+            SharedContext(Some(Arc::new(context)))
+        }
+    }
+
+    /// The context, to change it: copied first if other envelopes share it.
+    pub fn make_mut(&mut self) -> &mut EventContext {
+        Arc::make_mut(self.0.get_or_insert_with(Arc::default))
+    }
+}
+
+impl std::ops::Deref for SharedContext {
+    type Target = EventContext;
+
+    #[inline]
+    fn deref(&self) -> &EventContext {
+        self.0.as_deref().unwrap_or(&EMPTY_CONTEXT)
+    }
+}
+
+impl From<EventContext> for SharedContext {
+    fn from(context: EventContext) -> Self {
+        SharedContext::new(context)
+    }
+}
+
+impl PartialEq for SharedContext {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(left), Some(right)) if Arc::ptr_eq(left, right) => true,
+            _ => **self == **other,
+        }
+    }
+}
+
+impl fmt::Debug for SharedContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl Serialize for SharedContext {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedContext {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        EventContext::deserialize(deserializer).map(SharedContext::new)
     }
 }
 
@@ -415,4 +504,65 @@ pub(crate) fn check_identity<E: DomainEvent>(envelope: &EventEnvelope) -> Result
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn envelope(context: SharedContext) -> EventEnvelope {
+        EventEnvelope {
+            event_id: Uuid::from_u128(7),
+            event_name: "Deposited".into(),
+            schema_version: 1,
+            aggregate_id: Uuid::from_u128(9),
+            aggregate_type: "Account".into(),
+            aggregate_version: 3,
+            occurred_at: DateTime::UNIX_EPOCH,
+            context,
+        }
+    }
+
+    #[test]
+    fn the_context_serializes_as_fields_of_the_envelope_and_round_trips() {
+        let context = EventContext::new()
+            .tenant("acme")
+            .correlation(Uuid::from_u128(1))
+            .actor("alice")
+            .meta("ip", "10.0.0.1");
+        let written = envelope(context.into());
+        let json = serde_json::to_value(&written).unwrap();
+        assert_eq!(json["tenant_id"], "acme");
+        assert_eq!(json["correlation_id"], Uuid::from_u128(1).to_string());
+        assert_eq!(json["causation_id"], serde_json::Value::Null);
+        assert_eq!(json["actor_id"], "alice");
+        assert_eq!(json["metadata"]["ip"], "10.0.0.1");
+        assert!(json.get("context").is_none(), "{json}");
+        let read: EventEnvelope = serde_json::from_value(json).unwrap();
+        assert_eq!(read, written);
+
+        let empty = envelope(SharedContext::default());
+        let read: EventEnvelope =
+            serde_json::from_value(serde_json::to_value(&empty).unwrap()).unwrap();
+        assert_eq!(read, empty);
+        assert!(
+            read.context.0.is_none(),
+            "an empty context is not allocated"
+        );
+    }
+
+    #[test]
+    fn envelopes_share_a_context_and_changing_one_copies_it() {
+        let shared = SharedContext::new(EventContext::new().tenant("acme"));
+        let mut first = envelope(shared.clone());
+        let second = envelope(shared);
+        assert_eq!(first, second);
+        first.context.make_mut().tenant_id = Some("globex".into());
+        assert_eq!(first.context.tenant_id.as_deref(), Some("globex"));
+        assert_eq!(second.context.tenant_id.as_deref(), Some("acme"));
+        assert_ne!(first, second);
+        assert!(SharedContext::new(EventContext::new()).0.is_none());
+    }
 }

@@ -89,7 +89,7 @@ pub use error::{
 };
 pub use event::{
     DomainEvent, ErasedEvent, EventContext, EventEnvelope, Metadata, Payload, RecordedEvent,
-    UncommittedEvent,
+    SharedContext, UncommittedEvent,
 };
 pub use projection::Event;
 pub use registry::{EventRegistration, EventRegistry, check_registry};

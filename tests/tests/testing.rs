@@ -113,7 +113,7 @@ mod event_builder {
             stored
                 .events
                 .iter()
-                .all(|e| e.envelope.tenant_id.as_deref() == Some("acme"))
+                .all(|e| e.envelope.context.tenant_id.as_deref() == Some("acme"))
         );
         assert_eq!(
             stored.events[1].decode::<OrderItemAdded>().unwrap(),
@@ -371,9 +371,9 @@ mod scenario_forms {
             .then_event(item("Widget", 1, 1.0));
         let envelope = &outcome.uncommitted()[0].envelope;
         assert_eq!((envelope.aggregate_id, envelope.aggregate_version), (id, 2));
-        assert_eq!(envelope.tenant_id.as_deref(), Some("acme"));
+        assert_eq!(envelope.context.tenant_id.as_deref(), Some("acme"));
         assert_eq!(
-            outcome.history()[0].envelope.tenant_id.as_deref(),
+            outcome.history()[0].envelope.context.tenant_id.as_deref(),
             Some("acme")
         );
     }

@@ -138,27 +138,27 @@ impl<'a, E: Clone> Event<'a, E> {
 
     /// The correlation id, if the command's context set one.
     pub fn correlation_id(&self) -> Option<Uuid> {
-        self.recorded.envelope.correlation_id
+        self.recorded.envelope.context.correlation_id
     }
 
     /// The causation id, if the command's context set one.
     pub fn causation_id(&self) -> Option<Uuid> {
-        self.recorded.envelope.causation_id
+        self.recorded.envelope.context.causation_id
     }
 
     /// Who caused the event, if the command's context said.
     pub fn actor_id(&self) -> Option<&'a str> {
-        self.recorded.envelope.actor_id.as_deref()
+        self.recorded.envelope.context.actor_id.as_deref()
     }
 
     /// The tenant, if the command's context set one.
     pub fn tenant_id(&self) -> Option<&'a str> {
-        self.recorded.envelope.tenant_id.as_deref()
+        self.recorded.envelope.context.tenant_id.as_deref()
     }
 
     /// The free-form metadata.
     pub fn metadata(&self) -> &'a Metadata {
-        &self.recorded.envelope.metadata
+        &self.recorded.envelope.context.metadata
     }
 }
 

@@ -700,11 +700,7 @@ mod tests {
                     aggregate_type: aggregate_type.into(),
                     aggregate_version: version,
                     occurred_at: crate::clock::utc_now(),
-                    tenant_id: None,
-                    correlation_id: None,
-                    causation_id: None,
-                    actor_id: None,
-                    metadata: Default::default(),
+                    context: Default::default(),
                 },
                 payload: Payload::json(format!("{{\"version\":{version}}}")),
             })
@@ -797,7 +793,9 @@ mod tests {
         // Random (v4) ids, then ids below everything stored, in decreasing order.
         let mut random = events(ACCOUNT, b, 0, 4);
         for event in &mut random {
-            event.envelope.event_id = Uuid::from_u128(rand_u128());
+            // Version 4: a random value with version 7 bits would take part in the order.
+            event.envelope.event_id =
+                uuid::Builder::from_random_bytes(rand_u128().to_le_bytes()).into_uuid();
         }
         store
             .append(ACCOUNT, b, ExpectedVersion::NoStream, &random)

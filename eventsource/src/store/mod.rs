@@ -186,7 +186,7 @@ impl ReadAll {
             && self
                 .tenant_id
                 .as_ref()
-                .is_none_or(|tenant| event.envelope.tenant_id.as_ref() == Some(tenant))
+                .is_none_or(|tenant| event.envelope.context.tenant_id.as_ref() == Some(tenant))
     }
 }
 
@@ -392,8 +392,8 @@ pub(crate) fn refuse_nul(
         let fields = [
             ("event_name", Some(envelope.event_name.as_ref())),
             ("aggregate_type", Some(envelope.aggregate_type.as_ref())),
-            ("tenant_id", envelope.tenant_id.as_deref()),
-            ("actor_id", envelope.actor_id.as_deref()),
+            ("tenant_id", envelope.context.tenant_id.as_deref()),
+            ("actor_id", envelope.context.actor_id.as_deref()),
         ];
         if let Some((field, _)) = fields
             .iter()

@@ -32,7 +32,9 @@ use super::{
     classify_stored, refuse_nul, validate_batch,
 };
 use crate::error::{ConcurrencyError, StoreError};
-use crate::event::{EventEnvelope, Payload, RecordedEvent, UncommittedEvent};
+use crate::event::{
+    EventContext, EventEnvelope, Payload, RecordedEvent, SharedContext, UncommittedEvent,
+};
 
 const BACKEND: &str = "sqlite";
 
@@ -584,11 +586,13 @@ fn decode_packed(page: Option<&str>) -> Result<Vec<Arc<RecordedEvent>>, StoreErr
                 aggregate_version: u64::try_from(aggregate_version)
                     .map_err(|_| packed.error("aggregate_version", "out of range"))?,
                 occurred_at: packed.time("occurred_at", occurred_at)?,
-                tenant_id,
-                correlation_id,
-                causation_id,
-                actor_id,
-                metadata,
+                context: SharedContext::new(EventContext {
+                    tenant_id,
+                    correlation_id,
+                    causation_id,
+                    actor_id,
+                    metadata,
+                }),
             },
             payload: Payload::Json(payload.to_owned()),
             position,
@@ -929,10 +933,10 @@ impl SqliteEventStore {
                     "name": envelope.event_name,
                     "sv": envelope.schema_version,
                     "at": micros(envelope.occurred_at),
-                    "tenant": envelope.tenant_id,
-                    "corr": envelope.correlation_id.map(|id| id.to_string()),
-                    "caus": envelope.causation_id.map(|id| id.to_string()),
-                    "actor": envelope.actor_id,
+                    "tenant": envelope.context.tenant_id,
+                    "corr": envelope.context.correlation_id.map(|id| id.to_string()),
+                    "caus": envelope.context.causation_id.map(|id| id.to_string()),
+                    "actor": envelope.context.actor_id,
                     "meta": metadata_json(event)?,
                     "payload": payload_json(event)?,
                 }))
@@ -973,10 +977,10 @@ impl SqliteEventStore {
                     .bind(id)
                     .bind(micros(envelope.occurred_at))
                     .bind(stored_at)
-                    .bind(envelope.tenant_id.as_deref())
-                    .bind(envelope.correlation_id.map(|id| id.to_string()))
-                    .bind(envelope.causation_id.map(|id| id.to_string()))
-                    .bind(envelope.actor_id.as_deref())
+                    .bind(envelope.context.tenant_id.as_deref())
+                    .bind(envelope.context.correlation_id.map(|id| id.to_string()))
+                    .bind(envelope.context.causation_id.map(|id| id.to_string()))
+                    .bind(envelope.context.actor_id.as_deref())
                     .bind(metadata_json(event)?)
                     .bind(payload_json(event)?.into_owned())
                     .bind(kind)
@@ -1123,9 +1127,11 @@ impl SqliteEventStore {
 
 /// One event's metadata as JSON text.
 fn metadata_json(event: &UncommittedEvent) -> Result<String, StoreError> {
-    serde_json::to_string(&event.envelope.metadata).map_err(|source| StoreError::Serialize {
-        name: event.envelope.event_name.to_string(),
-        source,
+    serde_json::to_string(&event.envelope.context.metadata).map_err(|source| {
+        StoreError::Serialize {
+            name: event.envelope.event_name.to_string(),
+            source,
+        }
     })
 }
 
@@ -1794,9 +1800,9 @@ mod tests {
         assert_eq!(first.envelope.aggregate_version, 3);
         assert_eq!(first.envelope.occurred_at.timestamp_micros(), -5);
         assert_eq!(first.stored_at.timestamp_micros(), 1_700_000_000_000_000);
-        assert_eq!(first.envelope.tenant_id.as_deref(), Some("é:t"));
+        assert_eq!(first.envelope.context.tenant_id.as_deref(), Some("é:t"));
         assert!(matches!(&first.payload, Payload::Json(text) if text == r#"{"a":"1:2,3"}"#));
-        assert_eq!(events[1].envelope.tenant_id, None);
+        assert_eq!(events[1].envelope.context.tenant_id, None);
         assert_eq!(decode_packed(None).unwrap().len(), 0);
     }
 

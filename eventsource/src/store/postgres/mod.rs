@@ -25,7 +25,9 @@ use super::{
     refuse_nul, validate_batch,
 };
 use crate::error::{ConcurrencyError, StoreError};
-use crate::event::{EventEnvelope, Payload, RecordedEvent, UncommittedEvent};
+use crate::event::{
+    EventContext, EventEnvelope, Payload, RecordedEvent, SharedContext, UncommittedEvent,
+};
 
 const BACKEND: &str = "postgres";
 
@@ -450,16 +452,18 @@ fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
             aggregate_version: u64::try_from(version)
                 .map_err(|_| corrupt(position, "negative aggregate_version"))?,
             occurred_at: row.try_get_unchecked(7).map_err(backend)?,
-            tenant_id: row.try_get_unchecked(9).map_err(backend)?,
-            correlation_id: row.try_get_unchecked(10).map_err(backend)?,
-            causation_id: row.try_get_unchecked(11).map_err(backend)?,
-            actor_id: row.try_get_unchecked(12).map_err(backend)?,
-            metadata: if metadata == "{}" {
-                Default::default()
-            } else {
-                serde_json::from_str(metadata)
-                    .map_err(|e| corrupt(position, format!("metadata: {e}")))?
-            },
+            context: SharedContext::new(EventContext {
+                tenant_id: row.try_get_unchecked(9).map_err(backend)?,
+                correlation_id: row.try_get_unchecked(10).map_err(backend)?,
+                causation_id: row.try_get_unchecked(11).map_err(backend)?,
+                actor_id: row.try_get_unchecked(12).map_err(backend)?,
+                metadata: if metadata == "{}" {
+                    Default::default()
+                } else {
+                    serde_json::from_str(metadata)
+                        .map_err(|e| corrupt(position, format!("metadata: {e}")))?
+                },
+            }),
         },
         payload: Payload::Json(row.try_get_unchecked(14).map_err(backend)?),
         position,
@@ -764,7 +768,7 @@ impl PostgresEventStore {
                     name: e.event_name.to_string(),
                     source,
                 };
-                let metadata = serde_json::to_string(&e.metadata).map_err(serialize)?;
+                let metadata = serde_json::to_string(&e.context.metadata).map_err(serialize)?;
                 let payload = event.payload.to_json().map_err(serialize)?;
                 let sql = if self.outbox {
                     &self.sql.insert_one_outbox
@@ -782,10 +786,10 @@ impl PostgresEventStore {
                             .map_err(|_| corrupt(0, "schema_version exceeds int"))?,
                     )
                     .bind(e.occurred_at)
-                    .bind(e.tenant_id.as_deref())
-                    .bind(e.correlation_id)
-                    .bind(e.causation_id)
-                    .bind(e.actor_id.as_deref())
+                    .bind(e.context.tenant_id.as_deref())
+                    .bind(e.context.correlation_id)
+                    .bind(e.context.causation_id)
+                    .bind(e.context.actor_id.as_deref())
                     .bind(metadata.as_str())
                     .bind(payload.as_ref())
                     .fetch_all(&self.pool)
@@ -860,13 +864,13 @@ impl<'a> Columns<'a> {
                     .map_err(|_| corrupt(0, "schema_version exceeds int"))?,
             );
             columns.occurred.push(e.occurred_at);
-            columns.tenants.push(e.tenant_id.as_deref());
-            columns.corrs.push(e.correlation_id);
-            columns.causes.push(e.causation_id);
-            columns.actors.push(e.actor_id.as_deref());
+            columns.tenants.push(e.context.tenant_id.as_deref());
+            columns.corrs.push(e.context.correlation_id);
+            columns.causes.push(e.context.causation_id);
+            columns.actors.push(e.context.actor_id.as_deref());
             columns
                 .metas
-                .push(serde_json::to_string(&e.metadata).map_err(serialize)?);
+                .push(serde_json::to_string(&e.context.metadata).map_err(serialize)?);
             columns
                 .payloads
                 .push(event.payload.to_json().map_err(serialize)?.into_owned());
