@@ -397,7 +397,20 @@ impl<A: Aggregate> AggregateRoot<A> {
 
     /// The id and the time of the next event: a clock reading per event outside a
     /// command, one per command inside [`execute`](Self::execute).
+    #[inline]
     fn stamp(&mut self) -> (Uuid, DateTime<Utc>) {
+        // Every event of a command after its first, on the system clock: the common case,
+        // kept free of the temporaries below (whose mixed-width copies through the stack
+        // stalled the loads that read them back).
+        if let (CommandTime::Read(millis, at), None) = (self.command_time, &self.clock) {
+            return (crate::clock::v7_at(millis), at);
+        }
+        self.stamp_first()
+    }
+
+    /// [`stamp`](Self::stamp) outside a command, for a command's first event, or with a
+    /// clock of the caller's.
+    fn stamp_first(&mut self) -> (Uuid, DateTime<Utc>) {
         let reading = match self.command_time {
             CommandTime::Read(millis, at) => Some((millis, at)),
             CommandTime::Each | CommandTime::Unread => None,

@@ -108,6 +108,7 @@ const RAND_B_BITS: u32 = 62;
 /// timestamp is kept until the clock passes it); ids of different threads differ in
 /// their random seeds. Drawing randomness once per millisecond rather than per id is
 /// what makes this cheaper than `Uuid::now_v7`.
+#[inline]
 pub(crate) fn v7_at(millis: u64) -> Uuid {
     thread_local! {
         /// The millisecond of the thread's last id and its counter (`None` before the
@@ -135,6 +136,8 @@ pub(crate) fn v7_at(millis: u64) -> Uuid {
 }
 
 /// 73 random bits: a counter seed whose top bit is clear, so that it can count on.
+#[cold]
+#[inline(never)]
 fn random_seed() -> u128 {
     // A v7 id without a context is random below its timestamp.
     let random = Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 0, 0)).as_u128();
