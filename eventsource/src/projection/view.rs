@@ -31,9 +31,8 @@ use crate::event::{DomainEvent, EventEnvelope, Metadata, RecordedEvent};
 /// #     envelope: EventEnvelope {
 /// #         event_id: uuid::Uuid::now_v7(), event_name: OrderCreated::NAME.into(),
 /// #         schema_version: 1, aggregate_id: id, aggregate_type: "Order".into(),
-/// #         aggregate_version: 1, occurred_at: chrono::Utc::now(), tenant_id: None,
-/// #         correlation_id: None, causation_id: None, actor_id: Some("ann".into()),
-/// #         metadata: Default::default(),
+/// #         aggregate_version: 1, occurred_at: chrono::Utc::now(),
+/// #         context: eventsource::EventContext::new().actor("ann").into(),
 /// #     },
 /// #     payload: Payload::json(r#"{"total":42}"#),
 /// #     position: 7,
