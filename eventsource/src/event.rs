@@ -64,7 +64,7 @@ pub type Metadata = BTreeMap<String, serde_json::Value>;
 // spread over the struct by the compiler's size-based ordering; and in an order that
 // needs no padding (112 bytes): every event is copied a few times on its way into a
 // store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 #[repr(C)]
 pub struct EventEnvelope {
     /// Unique id of the event (UUID v7, time ordered). Appending an id that is already
@@ -87,8 +87,93 @@ pub struct EventEnvelope {
     /// [`SharedContext`] (`envelope.context.tenant_id`). The events recorded under one
     /// context share it, and an empty context takes no allocation. Serialized as
     /// fields of the envelope itself.
-    #[serde(flatten)]
     pub context: SharedContext,
+}
+
+/// The serialized form of an envelope: one flat struct (the context's fields beside the
+/// others, in the order they have always had), so that formats without self-describing
+/// maps can carry it too.
+#[derive(Serialize)]
+#[serde(rename = "EventEnvelope")]
+struct EnvelopeFields<'a> {
+    event_id: &'a Uuid,
+    event_name: &'a str,
+    schema_version: u32,
+    aggregate_id: &'a Uuid,
+    aggregate_type: &'a str,
+    aggregate_version: u64,
+    occurred_at: &'a DateTime<Utc>,
+    tenant_id: &'a Option<String>,
+    correlation_id: &'a Option<Uuid>,
+    causation_id: &'a Option<Uuid>,
+    actor_id: &'a Option<String>,
+    metadata: &'a Metadata,
+}
+
+/// [`EnvelopeFields`], read back.
+#[derive(Deserialize)]
+#[serde(rename = "EventEnvelope")]
+struct OwnedEnvelopeFields {
+    event_id: Uuid,
+    event_name: String,
+    schema_version: u32,
+    aggregate_id: Uuid,
+    aggregate_type: String,
+    aggregate_version: u64,
+    occurred_at: DateTime<Utc>,
+    #[serde(default)]
+    tenant_id: Option<String>,
+    #[serde(default)]
+    correlation_id: Option<Uuid>,
+    #[serde(default)]
+    causation_id: Option<Uuid>,
+    #[serde(default)]
+    actor_id: Option<String>,
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+impl Serialize for EventEnvelope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let context = &*self.context;
+        EnvelopeFields {
+            event_id: &self.event_id,
+            event_name: &self.event_name,
+            schema_version: self.schema_version,
+            aggregate_id: &self.aggregate_id,
+            aggregate_type: &self.aggregate_type,
+            aggregate_version: self.aggregate_version,
+            occurred_at: &self.occurred_at,
+            tenant_id: &context.tenant_id,
+            correlation_id: &context.correlation_id,
+            causation_id: &context.causation_id,
+            actor_id: &context.actor_id,
+            metadata: &context.metadata,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventEnvelope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = OwnedEnvelopeFields::deserialize(deserializer)?;
+        Ok(EventEnvelope {
+            event_id: fields.event_id,
+            event_name: fields.event_name.into(),
+            schema_version: fields.schema_version,
+            aggregate_id: fields.aggregate_id,
+            occurred_at: fields.occurred_at,
+            aggregate_type: fields.aggregate_type.into(),
+            aggregate_version: fields.aggregate_version,
+            context: SharedContext::new(EventContext {
+                tenant_id: fields.tenant_id,
+                correlation_id: fields.correlation_id,
+                causation_id: fields.causation_id,
+                actor_id: fields.actor_id,
+                metadata: fields.metadata,
+            }),
+        })
+    }
 }
 
 /// Context stamped on every event an [`AggregateRoot`](crate::AggregateRoot) records:
@@ -542,6 +627,27 @@ mod tests {
         assert_eq!(json["actor_id"], "alice");
         assert_eq!(json["metadata"]["ip"], "10.0.0.1");
         assert!(json.get("context").is_none(), "{json}");
+        // One flat struct, its fields in their historical order.
+        let text = serde_json::to_string(&written).unwrap();
+        let order = [
+            "event_id",
+            "event_name",
+            "schema_version",
+            "aggregate_id",
+            "aggregate_type",
+            "aggregate_version",
+            "occurred_at",
+            "tenant_id",
+            "correlation_id",
+            "causation_id",
+            "actor_id",
+            "metadata",
+        ];
+        let at: Vec<usize> = order
+            .iter()
+            .map(|field| text.find(&format!("\"{field}\":")).unwrap())
+            .collect();
+        assert!(at.is_sorted(), "{text}");
         let read: EventEnvelope = serde_json::from_value(json).unwrap();
         assert_eq!(read, written);
 
