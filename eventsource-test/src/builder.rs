@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use eventsource::{
-    Aggregate, AggregateRoot, Clock, DomainEvent, EventContext, EventEnvelope, EventStore,
-    ExpectedVersion, IntoEvents, Payload, RecordedEvent, SharedContext, StoreError,
-    UncommittedEvent,
+    Aggregate, AggregateRoot, Clock, DomainEvent, EventEnvelope, EventStore, ExpectedVersion,
+    IntoEvents, Payload, RecordedEvent, SharedContext, StoreError, UncommittedEvent,
 };
 use uuid::Uuid;
 
@@ -80,8 +79,9 @@ impl<A: Aggregate> EventBuilder<A> {
         self
     }
 
-    /// Stamps `context` (tenant, correlation, actor, metadata) on events added from now on.
-    pub fn with_context(mut self, context: EventContext) -> Self {
+    /// Stamps `context` (tenant, correlation, actor, metadata) on events added from now on
+    /// (an [`EventContext`](eventsource::EventContext), or a [`SharedContext`] to share one allocation).
+    pub fn with_context(mut self, context: impl Into<SharedContext>) -> Self {
         self.root.set_context(context);
         self
     }
@@ -199,8 +199,9 @@ impl History {
         self
     }
 
-    /// Stamps `context` on events added from now on.
-    pub fn with_context(mut self, context: EventContext) -> Self {
+    /// Stamps `context` on events added from now on (an [`EventContext`](eventsource::EventContext), or a
+    /// [`SharedContext`] to share one allocation).
+    pub fn with_context(mut self, context: impl Into<SharedContext>) -> Self {
         self.context = context.into();
         self
     }

@@ -1090,7 +1090,7 @@ async fn text_with_a_nul_character_is_a_typed_refusal_not_a_driver_error() {
     let store = &db.store;
     let id = Uuid::now_v7();
     let mut events = deposits(id, 0, 2);
-    events[1].envelope.context.make_mut().tenant_id = Some("tenant\0".into());
+    events[1].envelope.context.tenant_id = Some("tenant\0".into());
     let error = store
         .append("ConformanceAccount", id, ExpectedVersion::Any, &events)
         .await

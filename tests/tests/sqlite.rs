@@ -589,7 +589,7 @@ async fn text_with_a_nul_character_is_refused_before_anything_is_written() {
     // One event is bound column by column; a batch goes through a JSON array.
     for n in [1, 2] {
         let mut events = deposits(id, 0, n);
-        events[n - 1].envelope.context.make_mut().actor_id = Some("robot\0".into());
+        events[n - 1].envelope.context.actor_id = Some("robot\0".into());
         let error = store
             .append("ConformanceAccount", id, ExpectedVersion::Any, &events)
             .await
