@@ -282,6 +282,18 @@ impl SharedContext {
         }
     }
 
+    /// Whether `self` and `other` are one allocation (not merely equal).
+    #[cfg(test)]
+    pub(crate) fn shares_with(&self, other: &SharedContext) -> bool {
+        matches!((&self.0, &other.0), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
+    }
+
+    /// Whether the context is allocated (an empty one never is, unless written to).
+    #[cfg(test)]
+    pub(crate) fn is_allocated(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// The context, to change it: copied first if other envelopes share it.
     pub fn make_mut(&mut self) -> &mut EventContext {
         Arc::make_mut(self.0.get_or_insert_with(Arc::default))

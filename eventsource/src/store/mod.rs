@@ -377,6 +377,84 @@ pub(crate) fn stored_names(
     }
 }
 
+/// Builds the contexts of rows read in order: consecutive rows with the same context (the
+/// events of one command, or of one request) share one allocation, and an empty context
+/// takes none. A repeated context is recognised from the row's own text, before
+/// anything is allocated or parsed.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[derive(Default)]
+pub(crate) struct ContextReader {
+    last: crate::event::SharedContext,
+    /// The metadata text `last` was parsed from.
+    last_metadata: String,
+}
+
+/// A row's context columns, as the row holds them.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) struct ContextColumns<'r> {
+    pub(crate) tenant_id: Option<&'r str>,
+    pub(crate) correlation_id: Option<Uuid>,
+    pub(crate) causation_id: Option<Uuid>,
+    pub(crate) actor_id: Option<&'r str>,
+    /// JSON text; `{}` when there is none.
+    pub(crate) metadata: &'r str,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl ContextReader {
+    /// The context of a row; `Err` with the parse error of its metadata.
+    #[inline]
+    pub(crate) fn read(
+        &mut self,
+        columns: ContextColumns<'_>,
+    ) -> Result<crate::event::SharedContext, serde_json::Error> {
+        if columns.metadata == "{}"
+            && columns.tenant_id.is_none()
+            && columns.correlation_id.is_none()
+            && columns.causation_id.is_none()
+            && columns.actor_id.is_none()
+        {
+            return Ok(crate::event::SharedContext::default());
+        }
+        self.read_set(columns)
+    }
+
+    /// [`read`](Self::read) for a context with something set, out of line.
+    #[inline(never)]
+    fn read_set(
+        &mut self,
+        columns: ContextColumns<'_>,
+    ) -> Result<crate::event::SharedContext, serde_json::Error> {
+        use crate::event::{EventContext, SharedContext};
+        let no_metadata = columns.metadata == "{}";
+        let last = &*self.last;
+        if !self.last.is_empty()
+            && last.tenant_id.as_deref() == columns.tenant_id
+            && last.correlation_id == columns.correlation_id
+            && last.causation_id == columns.causation_id
+            && last.actor_id.as_deref() == columns.actor_id
+            && self.last_metadata == columns.metadata
+        {
+            return Ok(self.last.clone());
+        }
+        let metadata = if no_metadata {
+            crate::event::Metadata::new()
+        } else {
+            serde_json::from_str(columns.metadata)?
+        };
+        self.last = SharedContext::new(EventContext {
+            tenant_id: columns.tenant_id.map(str::to_owned),
+            correlation_id: columns.correlation_id,
+            causation_id: columns.causation_id,
+            actor_id: columns.actor_id.map(str::to_owned),
+            metadata,
+        });
+        self.last_metadata.clear();
+        self.last_metadata.push_str(columns.metadata);
+        Ok(self.last.clone())
+    }
+}
+
 /// Refuses an event whose name, aggregate type, tenant or actor holds a NUL character,
 /// before anything is written, for the database stores: PostgreSQL's `text` cannot hold
 /// one, and SQLite's packed pages (`format('%s')` stops at a NUL) could store the row but
@@ -622,3 +700,64 @@ macro_rules! forward_store {
 }
 
 forward_store!(Arc<S>, &S, Box<S>);
+
+#[cfg(all(test, any(feature = "sqlite", feature = "postgres")))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::{ContextColumns, ContextReader};
+    use crate::event::EventContext;
+    use uuid::Uuid;
+
+    fn columns<'a>(tenant: Option<&'a str>, metadata: &'a str) -> ContextColumns<'a> {
+        ContextColumns {
+            tenant_id: tenant,
+            correlation_id: Some(Uuid::from_u128(1)),
+            causation_id: None,
+            actor_id: Some("ann"),
+            metadata,
+        }
+    }
+
+    /// Rows of one command share their context; any difference, a new one; an empty
+    /// context is none at all; corrupt metadata is an error, not an empty map.
+    #[test]
+    fn consecutive_rows_with_one_context_share_it() {
+        let mut contexts = ContextReader::default();
+        let first = contexts
+            .read(columns(Some("acme"), r#"{"ip":"10.0.0.1"}"#))
+            .unwrap();
+        let second = contexts
+            .read(columns(Some("acme"), r#"{"ip":"10.0.0.1"}"#))
+            .unwrap();
+        assert!(first.shares_with(&second));
+        assert_eq!(
+            first,
+            EventContext::new()
+                .tenant("acme")
+                .correlation(Uuid::from_u128(1))
+                .actor("ann")
+                .meta("ip", "10.0.0.1")
+        );
+        for different in [
+            columns(Some("globex"), r#"{"ip":"10.0.0.1"}"#),
+            columns(Some("acme"), r#"{"ip":"10.0.0.2"}"#),
+            columns(None, r#"{"ip":"10.0.0.1"}"#),
+        ] {
+            let read = contexts.read(different).unwrap();
+            assert!(!read.shares_with(&first));
+            assert_ne!(read, first);
+        }
+        let empty = contexts
+            .read(ContextColumns {
+                tenant_id: None,
+                correlation_id: None,
+                causation_id: None,
+                actor_id: None,
+                metadata: "{}",
+            })
+            .unwrap();
+        assert!(empty.is_empty() && !empty.is_allocated());
+        assert!(contexts.read(columns(Some("acme"), "{not json")).is_err());
+    }
+}

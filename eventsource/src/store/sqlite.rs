@@ -32,9 +32,7 @@ use super::{
     classify_stored, refuse_nul, validate_batch,
 };
 use crate::error::{ConcurrencyError, StoreError};
-use crate::event::{
-    EventContext, EventEnvelope, Payload, RecordedEvent, SharedContext, UncommittedEvent,
-};
+use crate::event::{EventEnvelope, Payload, RecordedEvent, UncommittedEvent};
 
 const BACKEND: &str = "sqlite";
 
@@ -542,6 +540,7 @@ fn decode_packed(page: Option<&str>) -> Result<Vec<Arc<RecordedEvent>>, StoreErr
         position: 0,
     };
     let mut events = Vec::new();
+    let mut contexts = super::ContextReader::default();
     while let Some(position) = packed.next_event()? {
         let schema_version = packed.number("schema_version", b',')?;
         let aggregate_version = packed.number("aggregate_version", b',')?;
@@ -562,15 +561,16 @@ fn decode_packed(page: Option<&str>) -> Result<Vec<Arc<RecordedEvent>>, StoreErr
         let aggregate_id = packed
             .uuid("aggregate_id")?
             .ok_or_else(|| packed.error("aggregate_id", "NULL"))?;
-        let tenant_id = packed.optional("tenant_id")?.map(str::to_owned);
-        let correlation_id = packed.uuid("correlation_id")?;
-        let causation_id = packed.uuid("causation_id")?;
-        let actor_id = packed.optional("actor_id")?.map(str::to_owned);
-        let metadata = match packed.text("metadata")? {
-            "{}" => crate::event::Metadata::new(),
-            text => serde_json::from_str(text)
-                .map_err(|error| packed.error("metadata", &error.to_string()))?,
+        let context = super::ContextColumns {
+            tenant_id: packed.optional("tenant_id")?,
+            correlation_id: packed.uuid("correlation_id")?,
+            causation_id: packed.uuid("causation_id")?,
+            actor_id: packed.optional("actor_id")?,
+            metadata: packed.text("metadata")?,
         };
+        let context = contexts
+            .read(context)
+            .map_err(|error| packed.error("metadata", &error.to_string()))?;
         let payload = packed.text("payload")?;
         // Checked here, with the position at hand, rather than when a handler decodes it.
         serde_json::from_str::<serde::de::IgnoredAny>(payload)
@@ -586,13 +586,7 @@ fn decode_packed(page: Option<&str>) -> Result<Vec<Arc<RecordedEvent>>, StoreErr
                 aggregate_version: u64::try_from(aggregate_version)
                     .map_err(|_| packed.error("aggregate_version", "out of range"))?,
                 occurred_at: packed.time("occurred_at", occurred_at)?,
-                context: SharedContext::new(EventContext {
-                    tenant_id,
-                    correlation_id,
-                    causation_id,
-                    actor_id,
-                    metadata,
-                }),
+                context,
             },
             payload: Payload::Json(payload.to_owned()),
             position,

@@ -21,13 +21,11 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
-    AppendResult, EventStore, EventStream, ExpectedVersion, ReadAll, StreamEvents, classify_stored,
-    refuse_nul, validate_batch,
+    AppendResult, ContextColumns, ContextReader, EventStore, EventStream, ExpectedVersion, ReadAll,
+    StreamEvents, classify_stored, refuse_nul, validate_batch,
 };
 use crate::error::{ConcurrencyError, StoreError};
-use crate::event::{
-    EventContext, EventEnvelope, Payload, RecordedEvent, SharedContext, UncommittedEvent,
-};
+use crate::event::{EventEnvelope, Payload, RecordedEvent, UncommittedEvent};
 
 const BACKEND: &str = "postgres";
 
@@ -431,7 +429,7 @@ impl Sql {
 /// on the read path) and without sqlx's per-value type check: the columns are this
 /// module's own, from its own table, and a value of another type still fails to
 /// decode. The check cost about a quarter of the client's time per row.
-fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+fn decode_row(row: &PgRow, contexts: &mut ContextReader) -> Result<RecordedEvent, StoreError> {
     let position: i64 = row.try_get_unchecked(0).map_err(backend)?;
     let position = u64::try_from(position).map_err(|_| corrupt(0, "negative position"))?;
     let schema_version: i32 = row.try_get_unchecked(3).map_err(backend)?;
@@ -452,18 +450,15 @@ fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
             aggregate_version: u64::try_from(version)
                 .map_err(|_| corrupt(position, "negative aggregate_version"))?,
             occurred_at: row.try_get_unchecked(7).map_err(backend)?,
-            context: SharedContext::new(EventContext {
-                tenant_id: row.try_get_unchecked(9).map_err(backend)?,
-                correlation_id: row.try_get_unchecked(10).map_err(backend)?,
-                causation_id: row.try_get_unchecked(11).map_err(backend)?,
-                actor_id: row.try_get_unchecked(12).map_err(backend)?,
-                metadata: if metadata == "{}" {
-                    Default::default()
-                } else {
-                    serde_json::from_str(metadata)
-                        .map_err(|e| corrupt(position, format!("metadata: {e}")))?
-                },
-            }),
+            context: contexts
+                .read(ContextColumns {
+                    tenant_id: row.try_get_unchecked(9).map_err(backend)?,
+                    correlation_id: row.try_get_unchecked(10).map_err(backend)?,
+                    causation_id: row.try_get_unchecked(11).map_err(backend)?,
+                    actor_id: row.try_get_unchecked(12).map_err(backend)?,
+                    metadata,
+                })
+                .map_err(|e| corrupt(position, format!("metadata: {e}")))?,
         },
         payload: Payload::Json(row.try_get_unchecked(14).map_err(backend)?),
         position,
@@ -481,15 +476,17 @@ async fn fetch_events<'q>(
     use futures_util::TryStreamExt;
     let mut rows = query.fetch(pool);
     let mut events = Vec::with_capacity(expected);
+    let mut contexts = ContextReader::default();
     while let Some(row) = rows.try_next().await.map_err(backend)? {
-        events.push(Arc::new(decode_row(&row)?));
+        events.push(Arc::new(decode_row(&row, &mut contexts)?));
     }
     Ok(events)
 }
 
 fn decode_rows(rows: &[PgRow]) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+    let mut contexts = ContextReader::default();
     rows.iter()
-        .map(|row| decode_row(row).map(Arc::new))
+        .map(|row| decode_row(row, &mut contexts).map(Arc::new))
         .collect()
 }
 

@@ -10,6 +10,7 @@ use sqlx::{AssertSqlSafe, Row};
 use super::{COLUMNS, PostgresEventStore, backend, decode_row};
 use crate::bus::EventBus;
 use crate::error::StoreError;
+use crate::store::ContextReader;
 
 /// What one [`OutboxRelay::relay_once`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -233,9 +234,10 @@ impl OutboxRelay {
         let mut batch = RelayBatch::default();
         let mut ids = Vec::with_capacity(rows.len());
         let mut events = Vec::with_capacity(rows.len());
+        let mut contexts = ContextReader::default();
         for row in &rows {
             let id: i64 = row.try_get("outbox_id").map_err(backend)?;
-            match decode_row(row) {
+            match decode_row(row, &mut contexts) {
                 Ok(event) => {
                     ids.push(id);
                     events.push(Arc::new(event));
