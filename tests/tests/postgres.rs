@@ -126,6 +126,19 @@ async fn new_account(store: &PostgresEventStore, deposits: usize) -> Uuid {
     id
 }
 
+/// Opens account `id` with one deposit, from the pool (its own transaction).
+async fn open_account(store: &PostgresEventStore, id: Uuid) -> eventsource::AppendResult {
+    store
+        .append(
+            "ConformanceAccount",
+            id,
+            ExpectedVersion::NoStream,
+            &deposits(id, 0, 1),
+        )
+        .await
+        .unwrap()
+}
+
 /// Every event a reader of the global log gets now, in order.
 async fn read_everything(store: &PostgresEventStore) -> Vec<Arc<eventsource::RecordedEvent>> {
     store
@@ -173,15 +186,7 @@ async fn migrate_upgrades_a_schema_whose_positions_came_from_an_identity() {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
     let new = Uuid::now_v7();
-    store
-        .append(
-            "ConformanceAccount",
-            new,
-            ExpectedVersion::NoStream,
-            &deposits(new, 0, 1),
-        )
-        .await
-        .unwrap();
+    open_account(store, new).await;
     let all = read_everything(store).await;
     let ids: Vec<Uuid> = all.iter().map(|e| e.aggregate_id()).collect();
     assert_eq!(ids, [old, new]);
@@ -231,15 +236,7 @@ async fn a_reader_never_skips_an_event_committed_out_of_order() {
         )
         .await
         .unwrap();
-    let second = store
-        .append(
-            "ConformanceAccount",
-            b,
-            ExpectedVersion::NoStream,
-            &deposits(b, 0, 1),
-        )
-        .await
-        .unwrap();
+    let second = open_account(store, b).await;
     assert!(
         first.global_position() < second.global_position(),
         "A took the lower position"
@@ -307,15 +304,7 @@ async fn appends_after_other_writes_and_twice_in_one_transaction_keep_readers_in
     .unwrap();
 
     // A younger append commits meanwhile: readers must not get it yet.
-    let younger = store
-        .append(
-            "ConformanceAccount",
-            b,
-            ExpectedVersion::NoStream,
-            &deposits(b, 0, 1),
-        )
-        .await
-        .unwrap();
+    let younger = open_account(store, b).await;
     let seen = read_everything(store).await;
     assert!(seen.is_empty(), "the open transaction holds readers back");
     assert_eq!(store.current_position().await.unwrap(), 0);
@@ -817,15 +806,7 @@ mod outbox {
             .execute(&mut *tx)
             .await
             .unwrap();
-        store
-            .append(
-                "ConformanceAccount",
-                younger,
-                ExpectedVersion::NoStream,
-                &deposits(younger, 0, 1),
-            )
-            .await
-            .unwrap();
+        open_account(&store, younger).await;
         store
             .append_in(
                 &mut tx,
