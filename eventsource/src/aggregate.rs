@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::error::{AggregateError, ApplyError};
 use crate::event::{
-    DomainEvent, EventContext, EventEnvelope, Payload, RecordedEvent, SharedContext,
+    DomainEvent, ErasedEvents, EventContext, EventEnvelope, Payload, RecordedEvent, SharedContext,
     UncommittedEvent,
 };
 
@@ -107,6 +107,18 @@ pub trait AggregateEvent: Clone + fmt::Debug + PartialEq + Send + Sync + 'static
 pub trait IntoEvents<A: Aggregate> {
     /// Records every event on the root, in order.
     fn record_into(self, root: &mut AggregateRoot<A>);
+
+    /// Records a `Vec` of these, in order: one by one unless the type knows better (a
+    /// `Vec` of one event type is recorded with one shared allocation for the payloads).
+    fn record_all(events: Vec<Self>, root: &mut AggregateRoot<A>)
+    where
+        Self: Sized,
+    {
+        root.uncommitted.reserve(events.len());
+        for event in events {
+            event.record_into(root);
+        }
+    }
 }
 
 impl<A: Aggregate> IntoEvents<A> for () {
@@ -121,14 +133,15 @@ where
     fn record_into(self, root: &mut AggregateRoot<A>) {
         root.record(self);
     }
+
+    fn record_all(events: Vec<Self>, root: &mut AggregateRoot<A>) {
+        root.record_shared(events);
+    }
 }
 
 impl<A: Aggregate, T: IntoEvents<A>> IntoEvents<A> for Vec<T> {
     fn record_into(self, root: &mut AggregateRoot<A>) {
-        root.uncommitted.reserve(self.len());
-        for event in self {
-            event.record_into(root);
-        }
+        T::record_all(self, root);
     }
 }
 
@@ -363,6 +376,31 @@ impl<A: Aggregate> AggregateRoot<A> {
             envelope,
             payload: Payload::typed(event),
         });
+    }
+
+    /// [`record`](Self::record) for each of `events`, in order. Their payloads share one
+    /// allocation, the vector itself ([`Payload::Shared`]), instead of one each.
+    fn record_shared<E: EventOf<A>>(&mut self, events: Vec<E>) {
+        if events.len() < 2 {
+            events.into_iter().for_each(|event| self.record(event));
+            return;
+        }
+        for event in &events {
+            E::apply_to(&mut self.state, event);
+        }
+        let count = events.len();
+        let shared: Arc<dyn ErasedEvents> = Arc::new(events);
+        self.uncommitted.reserve(count);
+        for index in 0..count {
+            let envelope = self.next_envelope(E::NAME, E::VERSION);
+            self.uncommitted.push(UncommittedEvent {
+                envelope,
+                payload: Payload::Shared {
+                    events: Arc::clone(&shared),
+                    index,
+                },
+            });
+        }
     }
 
     /// Like [`record`](Self::record), for a value of the aggregate's event enum.

@@ -400,11 +400,36 @@ impl<E: DomainEvent> ErasedEvent for E {
 /// [`Payload::to_json`] and read back [`Payload::Json`]. Either way
 /// [`Payload::with`] hands a handler a `&E` without boxing.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum Payload {
     /// A typed value, shared.
     Typed(Arc<dyn ErasedEvent>),
+    /// One of the events a command decided together (a `Vec` of one event type):
+    /// they share one allocation, and this is the event at `index`.
+    Shared {
+        /// The command's events.
+        events: Arc<dyn ErasedEvents>,
+        /// Which of them.
+        index: usize,
+    },
     /// JSON text as stored.
     Json(String),
+}
+
+/// The events of one type that a command decided together, type-erased: what
+/// [`Payload::Shared`] points into. Every `Vec<E>` of a [`DomainEvent`] is one.
+pub trait ErasedEvents: Any + Send + Sync + fmt::Debug {
+    /// The event at `index`.
+    fn get(&self, index: usize) -> Option<&dyn ErasedEvent>;
+}
+
+impl<E: DomainEvent> ErasedEvents for Vec<E> {
+    #[inline]
+    fn get(&self, index: usize) -> Option<&dyn ErasedEvent> {
+        self.as_slice()
+            .get(index)
+            .map(|event| event as &dyn ErasedEvent)
+    }
 }
 
 impl Payload {
@@ -418,20 +443,38 @@ impl Payload {
         Payload::Json(text.into())
     }
 
+    /// The typed value, `None` for JSON text (or an index past a command's events).
+    #[inline]
+    pub fn typed_value(&self) -> Option<&dyn ErasedEvent> {
+        match self {
+            Payload::Typed(value) => Some(&**value),
+            Payload::Shared { events, index } => events.get(*index),
+            Payload::Json(_) => None,
+        }
+    }
+
+    /// The error for a shared payload whose index is past its command's events (which
+    /// only a hand-built payload can be).
+    #[cold]
+    fn missing(events: &dyn ErasedEvents, index: usize) -> String {
+        format!("no event at index {index} of {events:?}")
+    }
+
     /// The payload as JSON text (serializing a typed value).
     pub fn to_json(&self) -> Result<Cow<'_, str>, serde_json::Error> {
         match self {
-            Payload::Typed(value) => value.to_json().map(Cow::Owned),
             Payload::Json(text) => Ok(Cow::Borrowed(text)),
+            Payload::Typed(value) => value.to_json().map(Cow::Owned),
+            Payload::Shared { events, index } => match events.get(*index) {
+                Some(value) => value.to_json().map(Cow::Owned),
+                None => Err(serde::ser::Error::custom(Self::missing(&**events, *index))),
+            },
         }
     }
 
     /// The payload as a JSON value.
     pub fn to_json_value(&self) -> Result<serde_json::Value, serde_json::Error> {
-        match self {
-            Payload::Typed(value) => serde_json::from_str(&value.to_json()?),
-            Payload::Json(text) => serde_json::from_str(text),
-        }
+        serde_json::from_str(&self.to_json()?)
     }
 
     /// The typed value as `&E`: `None` for JSON text or a value of another type.
@@ -441,6 +484,15 @@ impl Payload {
             Payload::Typed(value) => {
                 let value: &dyn Any = &**value;
                 value.downcast_ref::<E>()
+            }
+            Payload::Shared { events, index } => {
+                // One type check for the vector, as for a single value; another
+                // implementation of `ErasedEvents` answers through `get`.
+                let all: &dyn Any = &**events;
+                match all.downcast_ref::<Vec<E>>() {
+                    Some(all) => all.as_slice().get(*index),
+                    None => events.get(*index)?.as_any().downcast_ref::<E>(),
+                }
             }
             Payload::Json(_) => None,
         }
@@ -481,11 +533,6 @@ impl Payload {
         f: impl FnOnce(&E) -> R,
     ) -> Result<R, DecodeError> {
         match self {
-            Payload::Typed(value) => Err(DecodeError::TypeMismatch {
-                name: name.to_owned(),
-                expected: std::any::type_name::<E>(),
-                actual: value.rust_type(),
-            }),
             Payload::Json(text) => match serde_json::from_str::<E>(text) {
                 Ok(event) => Ok(f(&event)),
                 Err(source) => Err(DecodeError::Payload {
@@ -494,6 +541,7 @@ impl Payload {
                     source,
                 }),
             },
+            Payload::Typed(_) | Payload::Shared { .. } => Err(self.mismatch::<E>(name)),
         }
     }
 
@@ -510,7 +558,25 @@ impl Payload {
                     source,
                 })
             }
-            Payload::Typed(_) => self.with(name, E::clone),
+            Payload::Typed(_) | Payload::Shared { .. } => self.with(name, E::clone),
+        }
+    }
+
+    /// The error for a typed payload that is not an `E`.
+    #[cold]
+    fn mismatch<E: DomainEvent>(&self, name: &str) -> DecodeError {
+        DecodeError::TypeMismatch {
+            name: name.to_owned(),
+            expected: std::any::type_name::<E>(),
+            actual: match self {
+                Payload::Typed(value) => value.rust_type(),
+                Payload::Shared { events, index } => events
+                    .get(*index)
+                    .map_or("no event (index past the command's events)", |value| {
+                        value.rust_type()
+                    }),
+                Payload::Json(_) => "JSON text",
+            },
         }
     }
 }
@@ -519,6 +585,10 @@ impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Payload::Typed(value) => fmt::Debug::fmt(value, f),
+            Payload::Shared { events, index } => match events.get(*index) {
+                Some(value) => fmt::Debug::fmt(value, f),
+                None => f.write_str(&Self::missing(&**events, *index)),
+            },
             Payload::Json(text) => write!(f, "Json({text})"),
         }
     }

@@ -88,8 +88,8 @@ pub use error::{
     HandlerFailure, RegistryError, RepositoryError, StoreError,
 };
 pub use event::{
-    DomainEvent, ErasedEvent, EventContext, EventEnvelope, Metadata, Payload, RecordedEvent,
-    SharedContext, UncommittedEvent,
+    DomainEvent, ErasedEvent, ErasedEvents, EventContext, EventEnvelope, Metadata, Payload,
+    RecordedEvent, SharedContext, UncommittedEvent,
 };
 pub use projection::Event;
 pub use registry::{EventRegistration, EventRegistry, check_registry};

@@ -3,9 +3,11 @@
 //! decode-by-name dispatch, and the generated event enum round-trips.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
+
 use eventsource::{
     Aggregate, AggregateError, AggregateEvent, AggregateRoot, ApplyError, DecodeError, DomainEvent,
-    Payload, RecordedEvent, Unhandled, aggregate,
+    ErasedEvents, Payload, RecordedEvent, Unhandled, aggregate,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -432,4 +434,96 @@ fn apply_event_and_handles_reach_the_same_handler() {
     eventsource::Handles::<Deposited>::handle(&mut by_handles, &Deposited { amount: 3 });
     assert_eq!(by_enum, by_handles);
     assert_eq!(by_enum.applied, ["deposited"]);
+}
+
+#[test]
+fn the_events_of_one_type_a_command_decides_share_one_allocation_and_each_reads_as_itself() {
+    let mut account = opened_account();
+    let amounts = [5, 7, 11];
+    account
+        .execute(|_| Ok::<_, String>(amounts.map(|amount| Deposited { amount }).to_vec()))
+        .unwrap();
+    assert_eq!(account.state().balance, 23);
+    assert_eq!(
+        account.state().applied,
+        ["opened", "deposited", "deposited", "deposited"]
+    );
+    let deposits = &account.uncommitted()[1..];
+    let Payload::Shared { events: first, .. } = &deposits[0].payload else {
+        panic!("not shared: {:?}", deposits[0].payload);
+    };
+    for (index, (event, amount)) in deposits.iter().zip(amounts).enumerate() {
+        match &event.payload {
+            Payload::Shared { events, index: at } => {
+                assert!(Arc::ptr_eq(events, first));
+                assert_eq!(*at, index);
+            }
+            other => panic!("not shared: {other:?}"),
+        }
+        assert_eq!(event.envelope.aggregate_version, index as u64 + 2);
+        assert_eq!(
+            event.payload.decode::<Deposited>(Deposited::NAME).unwrap(),
+            Deposited { amount }
+        );
+        assert_eq!(
+            event.payload.to_json().unwrap(),
+            format!(r#"{{"amount":{amount}}}"#)
+        );
+        assert_eq!(
+            format!("{:?}", event.payload),
+            format!("Deposited {{ amount: {amount} }}")
+        );
+    }
+
+    // They replay, as they are and as a database returns them.
+    let id = account.id();
+    let expected = Account {
+        owner: Some("ada".into()),
+        balance: 23,
+        applied: vec!["opened", "deposited", "deposited", "deposited"],
+    };
+    let typed = stored(&mut account);
+    for events in [&typed, &as_json(&typed)] {
+        assert_eq!(replay::<Account>(id, events).unwrap().state(), &expected);
+    }
+}
+
+#[test]
+fn a_single_event_or_a_vec_of_the_event_enum_keeps_one_payload_each() {
+    let mut account = opened_account();
+    account
+        .execute(|_| {
+            Ok::<_, String>(vec![
+                AccountEvent::from(Deposited { amount: 3 }),
+                Withdrawn { amount: 1 }.into(),
+            ])
+        })
+        .unwrap();
+    account
+        .execute(|_| Ok::<_, String>(vec![Deposited { amount: 4 }]))
+        .unwrap();
+    assert_eq!(account.state().balance, 6);
+    for event in account.uncommitted() {
+        assert!(
+            matches!(event.payload, Payload::Typed(_)),
+            "{:?}",
+            event.payload
+        );
+    }
+}
+
+#[test]
+fn a_shared_payload_without_its_event_is_a_typed_error_not_a_panic() {
+    let events: Arc<dyn ErasedEvents> = Arc::new(vec![Deposited { amount: 1 }]);
+    let payload = Payload::Shared { events, index: 5 };
+    let error = payload
+        .with::<Deposited, _>(Deposited::NAME, |_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&error, DecodeError::TypeMismatch { actual, .. } if actual.contains("index past")),
+        "{error}"
+    );
+    assert!(payload.to_json().is_err());
+    assert!(payload.decode::<Deposited>(Deposited::NAME).is_err());
+    assert!(format!("{payload:?}").contains("no event at index 5"));
 }
