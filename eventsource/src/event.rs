@@ -485,16 +485,21 @@ impl Payload {
                 let value: &dyn Any = &**value;
                 value.downcast_ref::<E>()
             }
-            Payload::Shared { events, index } => {
-                // One type check for the vector, as for a single value; another
-                // implementation of `ErasedEvents` answers through `get`.
-                let all: &dyn Any = &**events;
-                match all.downcast_ref::<Vec<E>>() {
-                    Some(all) => all.as_slice().get(*index),
-                    None => events.get(*index)?.as_any().downcast_ref::<E>(),
-                }
-            }
+            Payload::Shared { events, index } => Self::shared_ref(&**events, *index),
             Payload::Json(_) => None,
+        }
+    }
+
+    /// [`typed_ref`](Self::typed_ref) of a shared payload, out of line so that the
+    /// single value's path needs no more registers than before: one type check for the
+    /// vector, as for a single value (another implementation of `ErasedEvents` answers
+    /// through `get`).
+    #[inline(never)]
+    fn shared_ref<E: DomainEvent>(events: &dyn ErasedEvents, index: usize) -> Option<&E> {
+        let all: &dyn Any = events;
+        match all.downcast_ref::<Vec<E>>() {
+            Some(all) => all.as_slice().get(index),
+            None => events.get(index)?.as_any().downcast_ref::<E>(),
         }
     }
 
