@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::error::{AggregateError, ApplyError};
 use crate::event::{
     DomainEvent, ErasedEvents, EventContext, EventEnvelope, Payload, RecordedEvent, SharedContext,
-    UncommittedEvent,
+    SharedEvent, UncommittedEvent,
 };
 
 /// What an aggregate does with a stored event it has no handler for.
@@ -109,7 +109,9 @@ pub trait IntoEvents<A: Aggregate> {
     fn record_into(self, root: &mut AggregateRoot<A>);
 
     /// Records a `Vec` of these, in order: one by one unless the type knows better (a
-    /// `Vec` of one event type is recorded with one shared allocation for the payloads).
+    /// `Vec` of one event type keeps its events in that vector, one allocation shared by
+    /// their payloads; see [`Payload::Shared`]). What `Vec<T>::record_into` calls; like
+    /// `record_into`, meant for [`AggregateRoot::execute`] to run, not to be called.
     fn record_all(events: Vec<Self>, root: &mut AggregateRoot<A>)
     where
         Self: Sized,
@@ -385,20 +387,15 @@ impl<A: Aggregate> AggregateRoot<A> {
             events.into_iter().for_each(|event| self.record(event));
             return;
         }
-        for event in &events {
+        let events = Arc::new(events);
+        let shared: Arc<dyn ErasedEvents> = events.clone();
+        self.uncommitted.reserve(events.len());
+        for (index, event) in events.iter().enumerate() {
             E::apply_to(&mut self.state, event);
-        }
-        let count = events.len();
-        let shared: Arc<dyn ErasedEvents> = Arc::new(events);
-        self.uncommitted.reserve(count);
-        for index in 0..count {
             let envelope = self.next_envelope(E::NAME, E::VERSION);
             self.uncommitted.push(UncommittedEvent {
                 envelope,
-                payload: Payload::Shared {
-                    events: Arc::clone(&shared),
-                    index,
-                },
+                payload: Payload::Shared(SharedEvent::new(Arc::clone(&shared), index)),
             });
         }
     }

@@ -393,7 +393,8 @@ impl<E: DomainEvent> ErasedEvent for E {
     }
 }
 
-/// The body of an event: a typed value in memory, or JSON text read from a database.
+/// The body of an event: a typed value in memory (one of its own, or one of the events a
+/// command decided together), or JSON text read from a database.
 ///
 /// In-process paths (recording on an aggregate, the in-memory store, the in-memory bus)
 /// never serialize: the typed value is shared. Database backends write
@@ -404,24 +405,28 @@ impl<E: DomainEvent> ErasedEvent for E {
 pub enum Payload {
     /// A typed value, shared.
     Typed(Arc<dyn ErasedEvent>),
-    /// One of the events a command decided together (a `Vec` of one event type):
-    /// they share one allocation, and this is the event at `index`.
-    Shared {
-        /// The command's events.
-        events: Arc<dyn ErasedEvents>,
-        /// Which of them.
-        index: usize,
-    },
+    /// One of the events of one type that a command returned together (a `Vec`): they
+    /// share that vector, behind one allocation.
+    Shared(SharedEvent),
     /// JSON text as stored.
     Json(String),
 }
 
-/// The events of one type that a command decided together, type-erased: what
-/// [`Payload::Shared`] points into. Every `Vec<E>` of a [`DomainEvent`] is one.
-pub trait ErasedEvents: Any + Send + Sync + fmt::Debug {
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The events of one type that a command decided together, type-erased: what a
+/// [`SharedEvent`] points into. Implemented for every `Vec` of a [`DomainEvent`], and
+/// sealed: nothing else is one.
+pub trait ErasedEvents: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     /// The event at `index`.
     fn get(&self, index: usize) -> Option<&dyn ErasedEvent>;
+    /// How many events there are.
+    fn count(&self) -> usize;
 }
+
+impl<E: DomainEvent> sealed::Sealed for Vec<E> {}
 
 impl<E: DomainEvent> ErasedEvents for Vec<E> {
     #[inline]
@@ -429,6 +434,71 @@ impl<E: DomainEvent> ErasedEvents for Vec<E> {
         self.as_slice()
             .get(index)
             .map(|event| event as &dyn ErasedEvent)
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+/// One of the events of one type that a command returned together (see
+/// [`Payload::Shared`]): a reference count on the command's vector and the event's place
+/// in it. Every such event keeps the whole vector alive.
+#[derive(Clone)]
+pub struct SharedEvent {
+    events: Arc<dyn ErasedEvents>,
+    index: usize,
+}
+
+impl SharedEvent {
+    /// The event at `index` of `events` (a place the caller knows is in range).
+    pub(crate) fn new(events: Arc<dyn ErasedEvents>, index: usize) -> Self {
+        SharedEvent { events, index }
+    }
+
+    /// The event.
+    #[inline]
+    pub fn value(&self) -> Option<&dyn ErasedEvent> {
+        self.events.get(self.index)
+    }
+
+    /// Its place among the command's events.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Whether `other` is one of the same command's events (the same vector).
+    pub fn shares_events_with(&self, other: &SharedEvent) -> bool {
+        Arc::ptr_eq(&self.events, &other.events)
+    }
+
+    /// The value as `&E`: one type check of the vector, as for a single value, then
+    /// the index. Out of line, so that [`Payload::typed_ref`]'s path for a single value
+    /// needs no more registers than before.
+    #[inline(never)]
+    fn typed_ref<E: DomainEvent>(&self) -> Option<&E> {
+        let all: &dyn Any = &*self.events;
+        all.downcast_ref::<Vec<E>>()?.as_slice().get(self.index)
+    }
+
+    /// Why the value is missing (not reached: the crate makes shared events only for
+    /// places in range).
+    #[cold]
+    fn missing(&self) -> String {
+        format!(
+            "no event at index {} of the {} its command decided",
+            self.index,
+            self.events.count()
+        )
+    }
+}
+
+impl fmt::Debug for SharedEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.value() {
+            Some(value) => fmt::Debug::fmt(value, f),
+            None => f.write_str(&self.missing()),
+        }
     }
 }
 
@@ -443,21 +513,14 @@ impl Payload {
         Payload::Json(text.into())
     }
 
-    /// The typed value, `None` for JSON text (or an index past a command's events).
+    /// The typed value, whichever way it is held; `None` for JSON text.
     #[inline]
     pub fn typed_value(&self) -> Option<&dyn ErasedEvent> {
         match self {
             Payload::Typed(value) => Some(&**value),
-            Payload::Shared { events, index } => events.get(*index),
+            Payload::Shared(shared) => shared.value(),
             Payload::Json(_) => None,
         }
-    }
-
-    /// The error for a shared payload whose index is past its command's events (which
-    /// only a hand-built payload can be).
-    #[cold]
-    fn missing(events: &dyn ErasedEvents, index: usize) -> String {
-        format!("no event at index {index} of {events:?}")
     }
 
     /// The payload as JSON text (serializing a typed value).
@@ -465,9 +528,9 @@ impl Payload {
         match self {
             Payload::Json(text) => Ok(Cow::Borrowed(text)),
             Payload::Typed(value) => value.to_json().map(Cow::Owned),
-            Payload::Shared { events, index } => match events.get(*index) {
+            Payload::Shared(shared) => match shared.value() {
                 Some(value) => value.to_json().map(Cow::Owned),
-                None => Err(serde::ser::Error::custom(Self::missing(&**events, *index))),
+                None => Err(serde::ser::Error::custom(shared.missing())),
             },
         }
     }
@@ -485,21 +548,8 @@ impl Payload {
                 let value: &dyn Any = &**value;
                 value.downcast_ref::<E>()
             }
-            Payload::Shared { events, index } => Self::shared_ref(&**events, *index),
+            Payload::Shared(shared) => shared.typed_ref(),
             Payload::Json(_) => None,
-        }
-    }
-
-    /// [`typed_ref`](Self::typed_ref) of a shared payload, out of line so that the
-    /// single value's path needs no more registers than before: one type check for the
-    /// vector, as for a single value (another implementation of `ErasedEvents` answers
-    /// through `get`).
-    #[inline(never)]
-    fn shared_ref<E: DomainEvent>(events: &dyn ErasedEvents, index: usize) -> Option<&E> {
-        let all: &dyn Any = events;
-        match all.downcast_ref::<Vec<E>>() {
-            Some(all) => all.as_slice().get(index),
-            None => events.get(index)?.as_any().downcast_ref::<E>(),
         }
     }
 
@@ -546,7 +596,7 @@ impl Payload {
                     source,
                 }),
             },
-            Payload::Typed(_) | Payload::Shared { .. } => Err(self.mismatch::<E>(name)),
+            Payload::Typed(_) | Payload::Shared(_) => Err(self.mismatch::<E>(name)),
         }
     }
 
@@ -563,7 +613,7 @@ impl Payload {
                     source,
                 })
             }
-            Payload::Typed(_) | Payload::Shared { .. } => self.with(name, E::clone),
+            Payload::Typed(_) | Payload::Shared(_) => self.with(name, E::clone),
         }
     }
 
@@ -575,9 +625,9 @@ impl Payload {
             expected: std::any::type_name::<E>(),
             actual: match self {
                 Payload::Typed(value) => value.rust_type(),
-                Payload::Shared { events, index } => events
-                    .get(*index)
-                    .map_or("no event (index past the command's events)", |value| {
+                Payload::Shared(shared) => shared
+                    .value()
+                    .map_or("nothing (not reached: see SharedEvent)", |value| {
                         value.rust_type()
                     }),
                 Payload::Json(_) => "JSON text",
@@ -590,10 +640,7 @@ impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Payload::Typed(value) => fmt::Debug::fmt(value, f),
-            Payload::Shared { events, index } => match events.get(*index) {
-                Some(value) => fmt::Debug::fmt(value, f),
-                None => f.write_str(&Self::missing(&**events, *index)),
-            },
+            Payload::Shared(shared) => fmt::Debug::fmt(shared, f),
             Payload::Json(text) => write!(f, "Json({text})"),
         }
     }
@@ -718,6 +765,63 @@ mod tests {
             occurred_at: DateTime::UNIX_EPOCH,
             context,
         }
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Noted {
+        n: u32,
+    }
+
+    impl DomainEvent for Noted {
+        const NAME: &'static str = "noted";
+        const VERSION: u32 = 1;
+        const AGGREGATE_TYPE: &'static str = "Notebook";
+    }
+
+    fn shared(events: Vec<Noted>, index: usize) -> Payload {
+        Payload::Shared(SharedEvent::new(Arc::new(events), index))
+    }
+
+    #[test]
+    fn a_shared_payload_reads_its_own_event_of_the_vector() {
+        let payload = shared(vec![Noted { n: 1 }, Noted { n: 2 }], 1);
+        assert_eq!(payload.typed_ref::<Noted>(), Some(&Noted { n: 2 }));
+        assert_eq!(payload.decode::<Noted>("noted").unwrap(), Noted { n: 2 });
+        assert_eq!(payload.to_json().unwrap(), r#"{"n":2}"#);
+        assert_eq!(format!("{payload:?}"), "Noted { n: 2 }");
+        let other: Result<Deposited, _> = payload.decode("noted");
+        assert!(matches!(other, Err(DecodeError::TypeMismatch { .. })));
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Deposited {
+        amount: u32,
+    }
+
+    impl DomainEvent for Deposited {
+        const NAME: &'static str = "deposited";
+        const VERSION: u32 = 1;
+        const AGGREGATE_TYPE: &'static str = "Notebook";
+    }
+
+    #[test]
+    fn a_shared_payload_past_its_vector_is_an_error_not_a_panic() {
+        let payload = shared(vec![Noted { n: 1 }], 5);
+        assert_eq!(payload.typed_ref::<Noted>(), None);
+        assert!(payload.typed_value().is_none());
+        let error = payload.with::<Noted, _>("noted", |_| ()).unwrap_err();
+        assert!(matches!(error, DecodeError::TypeMismatch { .. }), "{error}");
+        let error = payload.to_json().unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("no event at index 5 of the 1 its command decided"),
+            "{error}"
+        );
+        assert_eq!(
+            format!("{payload:?}"),
+            "no event at index 5 of the 1 its command decided"
+        );
     }
 
     #[test]

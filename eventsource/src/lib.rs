@@ -89,7 +89,7 @@ pub use error::{
 };
 pub use event::{
     DomainEvent, ErasedEvent, ErasedEvents, EventContext, EventEnvelope, Metadata, Payload,
-    RecordedEvent, SharedContext, UncommittedEvent,
+    RecordedEvent, SharedContext, SharedEvent, UncommittedEvent,
 };
 pub use projection::Event;
 pub use registry::{EventRegistration, EventRegistry, check_registry};
