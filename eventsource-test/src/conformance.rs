@@ -875,7 +875,8 @@ pub async fn concurrent_writers_to_many_streams<S: EventStore + 'static>(store: 
     assert!(all.windows(2).all(|w| w[0].position < w[1].position));
 }
 
-/// The aggregate rebuilt from the store equals the one that recorded the events.
+/// The aggregate rebuilt from the store equals the one that recorded the events, among
+/// them a command's several events of one type (which share their payloads' allocation).
 pub async fn replay_rebuilds_the_state<S: EventStore>(store: &S) {
     let id = Uuid::now_v7();
     let mut account = AggregateRoot::<ConformanceAccount>::new(id);
@@ -888,6 +889,19 @@ pub async fn replay_rebuilds_the_state<S: EventStore>(store: &S) {
         amount: 5,
         note: "b".into(),
     });
+    let batch = vec![
+        Deposited {
+            amount: 7,
+            note: "c".into(),
+        },
+        Deposited {
+            amount: 9,
+            note: "d".into(),
+        },
+    ];
+    account
+        .execute(|_| Ok::<_, std::convert::Infallible>(batch.clone()))
+        .unwrap();
     append(store, id, ExpectedVersion::NoStream, account.uncommitted()).await;
     let mut loaded = AggregateRoot::<ConformanceAccount>::new(id);
     let stream = store.read_stream(TYPE, id, 0).await.unwrap();
@@ -895,7 +909,15 @@ pub async fn replay_rebuilds_the_state<S: EventStore>(store: &S) {
         .load_from_history(stream.events.iter().map(|e| &**e))
         .unwrap();
     assert_eq!(loaded.state(), account.state());
-    assert_eq!(loaded.version(), 3);
+    assert_eq!(loaded.version(), 5);
+    let read: Vec<Deposited> = stream.events[3..]
+        .iter()
+        .map(|event| event.decode::<Deposited>().unwrap())
+        .collect();
+    assert_eq!(
+        read, batch,
+        "a command's events of one type, each as itself"
+    );
 }
 
 /// Defines one `#[tokio::test]` per conformance case for a store.
