@@ -730,6 +730,13 @@ pub(crate) fn is_name(name: &str, expected: &'static str) -> bool {
         && (std::ptr::eq(name.as_ptr(), expected.as_ptr()) || name == expected)
 }
 
+/// Whether `a` and `b` are the same string in memory (same address and length): equal
+/// without comparing their bytes. `false` says nothing.
+#[inline]
+pub(crate) fn same_str(a: &str, b: &str) -> bool {
+    a.len() == b.len() && std::ptr::eq(a.as_ptr(), b.as_ptr())
+}
+
 /// Checks that an envelope names `E` at its current schema version.
 pub(crate) fn check_identity<E: DomainEvent>(envelope: &EventEnvelope) -> Result<(), DecodeError> {
     if envelope.event_name != E::NAME {

@@ -525,9 +525,14 @@ pub(crate) fn validate_members(
     aggregate_id: Uuid,
     events: &[UncommittedEvent],
 ) -> Result<(), StoreError> {
+    // A type name known to equal `aggregate_type`: the events of one aggregate usually
+    // share one string, so after the first each is matched by its address alone.
+    let mut known = aggregate_type;
     for event in events {
         let envelope = &event.envelope;
-        if envelope.aggregate_id != aggregate_id || envelope.aggregate_type != aggregate_type {
+        let event_type: &str = &envelope.aggregate_type;
+        let same_type = crate::event::same_str(event_type, known) || event_type == aggregate_type;
+        if envelope.aggregate_id != aggregate_id || !same_type {
             return Err(StoreError::InvalidAppend {
                 aggregate_type: aggregate_type.to_owned(),
                 aggregate_id,
@@ -537,6 +542,7 @@ pub(crate) fn validate_members(
                 ),
             });
         }
+        known = event_type;
     }
     Ok(())
 }
