@@ -17,7 +17,7 @@ use super::{
     classify_stored, validate_batch, validate_members,
 };
 use crate::error::{ConcurrencyError, StoreError};
-use crate::event::{RecordedEvent, UncommittedEvent};
+use crate::event::{RecordedEvent, UncommittedEvent, same_str};
 
 /// Hashes UUIDs with a multiply per word and a final avalanche (the table picks buckets
 /// from the low bits, and v7 ids share their leading bits). This store is not exposed to
@@ -110,13 +110,22 @@ impl Streams {
     fn find(&self, aggregate_type: &str) -> Option<&Stream> {
         std::iter::once(&self.first)
             .chain(&self.others)
-            .find(|stream| stream.aggregate_type == aggregate_type)
+            .find(|stream| stream.is_of(aggregate_type))
     }
 
     fn find_mut(&mut self, aggregate_type: &str) -> Option<&mut Stream> {
         std::iter::once(&mut self.first)
             .chain(&mut self.others)
-            .find(|stream| stream.aggregate_type == aggregate_type)
+            .find(|stream| stream.is_of(aggregate_type))
+    }
+}
+
+impl Stream {
+    /// Whether the stream is of `aggregate_type`: by address first, since a stream keeps
+    /// the type name its first event carried and an aggregate's events all carry one.
+    #[inline]
+    fn is_of(&self, aggregate_type: &str) -> bool {
+        same_str(&self.aggregate_type, aggregate_type) || self.aggregate_type == aggregate_type
     }
 }
 
@@ -356,6 +365,11 @@ impl InMemoryEventStore {
             Incoming::Taken(events) => events,
         };
         validate_members(aggregate_type, aggregate_id, events)?;
+        // Equal to `aggregate_type` now; the events' own string is the one a stream keeps,
+        // which finds the stream by address.
+        let stream_type = events
+            .first()
+            .map_or(aggregate_type, |event| &*event.envelope.aggregate_type);
         let mut guard = self.write();
         // Read under the lock, so that storage times follow positions; and first, before
         // the lookups below leave loads in flight for the clock read to wait on.
@@ -366,7 +380,7 @@ impl InMemoryEventStore {
         let actual = match &entry {
             Entry::Occupied(streams) => streams
                 .get()
-                .find(aggregate_type)
+                .find(stream_type)
                 .map_or(0, |stream| stream.version),
             Entry::Vacant(_) => 0,
         };
@@ -434,7 +448,7 @@ impl InMemoryEventStore {
         match entry {
             Entry::Occupied(streams) => {
                 let streams = streams.into_mut();
-                match streams.find_mut(aggregate_type) {
+                match streams.find_mut(stream_type) {
                     Some(stream) => stream.extend(first, count),
                     None => streams.others.push(Stream::new(
                         first_event.envelope.aggregate_type.clone(),
