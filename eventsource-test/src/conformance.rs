@@ -12,8 +12,8 @@ use eventsource::projection::{
     CheckpointRepository, DeadLetterFilter, DeadLetterStatus, DlqRepository,
 };
 use eventsource::{
-    AggregateRoot, DomainEvent, EventContext, EventStore, ExpectedVersion, ReadAll, RecordedEvent,
-    StoreError, UncommittedEvent, aggregate,
+    AggregateRoot, AppendOutcome, DomainEvent, EventContext, EventStore, ExpectedVersion, ReadAll,
+    RecordedEvent, StoreError, UncommittedEvent, aggregate,
 };
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
@@ -122,8 +122,8 @@ fn positions(events: &[Arc<RecordedEvent>]) -> Vec<u64> {
 }
 
 #[track_caller]
-fn expect_conflict(
-    result: Result<eventsource::AppendResult, StoreError>,
+fn expect_conflict<T: std::fmt::Debug>(
+    result: Result<T, StoreError>,
     id: Uuid,
     expected: ExpectedVersion,
     actual: u64,
@@ -132,8 +132,8 @@ fn expect_conflict(
 }
 
 #[track_caller]
-fn expect_conflict_of(
-    result: Result<eventsource::AppendResult, StoreError>,
+fn expect_conflict_of<T: std::fmt::Debug>(
+    result: Result<T, StoreError>,
     aggregate_type: &str,
     id: Uuid,
     expected: ExpectedVersion,
@@ -433,6 +433,93 @@ pub async fn append_taking_takes_the_events_only_once_stored<S: EventStore>(stor
     assert_eq!(store.stream_version(TYPE, id).await.unwrap(), 3);
     let read = store.read_stream(TYPE, id, 0).await.unwrap();
     assert_eq!(versions(&read.events), [1, 2, 3]);
+}
+
+/// `append_taking_outcome` stores like `append_taking` and reports the new version and the
+/// positions without handing the events back: the outcome matches what reading the stream
+/// gives, for a first append, an idempotent retry and an empty batch; a refused batch is
+/// left to the caller.
+pub async fn append_taking_outcome_reports_what_was_stored<S: EventStore>(store: &S) {
+    // Another stream first, so that positions are not the versions.
+    let other = Uuid::now_v7();
+    append(
+        store,
+        other,
+        ExpectedVersion::NoStream,
+        &deposits(other, 0, 1),
+    )
+    .await;
+    let id = Uuid::now_v7();
+    let batch = deposits(id, 0, 3);
+    let mut events = batch.clone();
+    let outcome = store
+        .append_taking_outcome(TYPE, id, ExpectedVersion::NoStream, &mut events)
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "stored events are taken");
+    let read = store.read_stream(TYPE, id, 0).await.unwrap();
+    assert_eq!(versions(&read.events), [1, 2, 3]);
+    let stored = positions(&read.events);
+    assert_eq!(
+        outcome,
+        AppendOutcome {
+            new_version: 3,
+            count: 3,
+            first_position: stored[0],
+            last_position: stored[2],
+            already_stored: false,
+        }
+    );
+    assert_eq!(outcome.global_position(), stored[2]);
+    assert_eq!(store.current_position().await.unwrap(), stored[2]);
+
+    let mut refused = deposits(id, 0, 2);
+    let before: Vec<Uuid> = refused.iter().map(|e| e.envelope.event_id).collect();
+    expect_conflict(
+        store
+            .append_taking_outcome(TYPE, id, ExpectedVersion::Exact(0), &mut refused)
+            .await,
+        id,
+        ExpectedVersion::Exact(0),
+        3,
+    );
+    let after: Vec<Uuid> = refused.iter().map(|e| e.envelope.event_id).collect();
+    assert_eq!(after, before, "a refused batch is left to the caller");
+
+    let mut retry = batch.clone();
+    let again = store
+        .append_taking_outcome(TYPE, id, ExpectedVersion::NoStream, &mut retry)
+        .await
+        .unwrap();
+    assert!(
+        retry.is_empty(),
+        "a retry that is already stored is taken too"
+    );
+    assert_eq!(
+        again,
+        AppendOutcome {
+            already_stored: true,
+            ..outcome
+        },
+        "a retry reports the positions stored before"
+    );
+
+    let empty = store
+        .append_taking_outcome(TYPE, id, ExpectedVersion::Exact(3), &mut Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        empty,
+        AppendOutcome {
+            new_version: 3,
+            ..AppendOutcome::default()
+        }
+    );
+    assert_eq!(
+        store.current_position().await.unwrap(),
+        stored[2],
+        "neither the retry nor the empty batch wrote anything"
+    );
 }
 
 /// A refused batch writes nothing at all.
@@ -941,6 +1028,7 @@ macro_rules! store_conformance_tests {
             expected_versions_are_enforced,
             batches_and_empty_batches_obey_the_expectation,
             append_taking_takes_the_events_only_once_stored,
+            append_taking_outcome_reports_what_was_stored,
             a_refused_batch_writes_nothing,
             retrying_a_stored_batch_is_idempotent,
             duplicate_ids_that_are_not_a_retry_are_refused,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use eventsource::{
-    Aggregate, AggregateEvent, AggregateRepository, AggregateRoot, AppendResult, ApplyError,
+    Aggregate, AggregateEvent, AggregateRepository, AggregateRoot, AppendOutcome, ApplyError,
     InMemoryEventStore, RecordedEvent, RepositoryError, StoreError,
 };
 use uuid::Uuid;
@@ -113,7 +113,10 @@ impl<A: Aggregate> AggregateTestHelper<A> {
     ///
     /// # Errors
     /// As [`AggregateRepository::save`] (a conflict when the stream moved on).
-    pub async fn save(&self, root: &mut AggregateRoot<A>) -> Result<AppendResult, RepositoryError> {
+    pub async fn save(
+        &self,
+        root: &mut AggregateRoot<A>,
+    ) -> Result<AppendOutcome, RepositoryError> {
         self.repository.save(root).await
     }
 

@@ -9,7 +9,7 @@ use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::bus::EventBus;
 use crate::error::RepositoryError;
 use crate::snapshot::{Snapshot, SnapshotStore};
-use crate::store::{AppendResult, EventStore, ExpectedVersion};
+use crate::store::{AppendOutcome, EventStore, ExpectedVersion};
 
 /// Loads aggregates by replaying their stream and saves the events recorded on them.
 ///
@@ -212,49 +212,67 @@ impl<A: Aggregate, S: EventStore> AggregateRepository<A, S> {
     /// [`committed_version`](AggregateRoot::committed_version), then publishes them to the
     /// bus (if any) and clears them. With nothing uncommitted it does nothing.
     ///
+    /// Returns the [`AppendOutcome`]: the new version and the global positions of the
+    /// events, not the stored events themselves (the store does not hand them back, which
+    /// spares a reference count per event; read them with
+    /// [`EventStore::read_stream`] or follow the log when they are needed).
+    ///
     /// # Errors
     /// A [conflict](RepositoryError::is_conflict) when someone saved the aggregate in
     /// between (the root keeps its uncommitted events; reload and retry the command);
     /// other store errors; [`RepositoryError::Publish`] when the events were stored but
     /// the bus failed (the root is cleared then, as the events are stored).
-    pub async fn save(&self, root: &mut AggregateRoot<A>) -> Result<AppendResult, RepositoryError> {
+    pub async fn save(
+        &self,
+        root: &mut AggregateRoot<A>,
+    ) -> Result<AppendOutcome, RepositoryError> {
         if !root.has_uncommitted() {
-            return Ok(AppendResult {
+            return Ok(AppendOutcome {
                 new_version: root.version(),
-                events: Vec::new(),
-                already_stored: false,
+                ..AppendOutcome::default()
             });
         }
         let expected = ExpectedVersion::Exact(root.committed_version());
         let id = root.id();
-        // Takes the events only once they are stored: on error the root keeps them.
-        let result = self
-            .store
-            .append_taking(A::TYPE, id, expected, root.uncommitted_mut())
-            .await?;
+        // Takes the events only once they are stored: on error the root keeps them. Only
+        // a bus needs the stored events back.
+        let (outcome, stored) = match &self.bus {
+            Some(_) => {
+                let result = self
+                    .store
+                    .append_taking(A::TYPE, id, expected, root.uncommitted_mut())
+                    .await?;
+                (result.outcome(), result.events)
+            }
+            None => {
+                let outcome = self
+                    .store
+                    .append_taking_outcome(A::TYPE, id, expected, root.uncommitted_mut())
+                    .await?;
+                (outcome, Vec::new())
+            }
+        };
         if let Some(snapshots) = &self.snapshots {
-            let previous = result
-                .new_version
-                .saturating_sub(result.events.len() as u64);
-            if result.new_version / snapshots.every > previous / snapshots.every {
-                Self::take_snapshot(snapshots, root, result.new_version).await;
+            let previous = outcome.new_version.saturating_sub(outcome.count);
+            if outcome.new_version / snapshots.every > previous / snapshots.every {
+                Self::take_snapshot(snapshots, root, outcome.new_version).await;
             }
         }
         tracing::debug!(
             aggregate_type = A::TYPE,
             id = %root.id(),
-            version = result.new_version,
-            position = result.global_position(),
+            version = outcome.new_version,
+            position = outcome.global_position(),
             "aggregate saved"
         );
         if let Some(bus) = &self.bus
-            && let Err(source) = bus.publish(&result.events).await
+            && let Err(source) = bus.publish(&stored).await
         {
             return Err(RepositoryError::Publish {
-                last_position: result.global_position(),
+                last_position: outcome.global_position(),
                 source,
             });
         }
-        Ok(result)
+        Ok(outcome)
     }
 }

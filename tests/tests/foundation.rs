@@ -5,9 +5,9 @@
 use std::sync::{Arc, Mutex};
 
 use eventsource::{
-    Aggregate, AggregateError, AggregateRepository, AggregateRoot, DomainEvent, EventStore,
-    ExpectedVersion, InMemoryEventBus, InMemoryEventStore, RecordedEvent, RepositoryError,
-    StoreError, UncommittedEvent,
+    Aggregate, AggregateError, AggregateRepository, AggregateRoot, AppendOutcome, DomainEvent,
+    EventStore, ExpectedVersion, InMemoryEventBus, InMemoryEventStore, RecordedEvent,
+    RepositoryError, StoreError, UncommittedEvent,
 };
 use eventsource_examples::{
     Order, OrderCreated, OrderError, OrderEvent, OrderItemAdded, OrderShipped, Status,
@@ -627,8 +627,53 @@ mod repository {
         let orders = AggregateRepository::<Order, _>::new(Arc::clone(&store));
         let mut order = AggregateRoot::<Order>::new(Uuid::now_v7());
         let result = orders.save(&mut order).await.unwrap();
-        assert!(result.events.is_empty());
+        assert_eq!(result, AppendOutcome::default());
         assert_eq!(store.event_count(), 0);
+    }
+
+    /// `save` reports the version and the positions of what it stored, whether it hands
+    /// the stored events to a bus or not (the store gives them back only for a bus).
+    #[tokio::test]
+    async fn save_reports_the_new_version_and_the_positions_it_stored() {
+        for with_bus in [false, true] {
+            let store = Arc::new(InMemoryEventStore::new());
+            let mut orders = AggregateRepository::<Order, _>::new(Arc::clone(&store));
+            let published: Arc<Mutex<Vec<u64>>> = Arc::default();
+            if with_bus {
+                let bus = Arc::new(InMemoryEventBus::new());
+                let sink = Arc::clone(&published);
+                bus.subscribe_fn("positions", move |event: &RecordedEvent| {
+                    sink.lock().unwrap().push(event.position);
+                    Ok(())
+                });
+                orders = orders.with_bus(bus);
+            }
+            // Another aggregate first, so that positions are not the versions.
+            orders.save(&mut created_order()).await.unwrap();
+            let mut order = created_order();
+            order.execute(|o| o.add_item("Widget", 2, 15.0)).unwrap();
+
+            let saved = orders.save(&mut order).await.unwrap();
+
+            let stored = store.read_stream("Order", order.id(), 0).await.unwrap();
+            let positions: Vec<u64> = stored.events.iter().map(|e| e.position).collect();
+            assert_eq!(positions, [2, 3]);
+            assert_eq!(
+                saved,
+                AppendOutcome {
+                    new_version: 2,
+                    count: 2,
+                    first_position: 2,
+                    last_position: 3,
+                    already_stored: false,
+                },
+                "with a bus: {with_bus}"
+            );
+            assert_eq!(saved.global_position(), 3);
+            assert!(!order.has_uncommitted());
+            let expected: &[u64] = if with_bus { &[1, 2, 3] } else { &[] };
+            assert_eq!(*published.lock().unwrap(), expected);
+        }
     }
 
     #[tokio::test]

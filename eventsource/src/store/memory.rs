@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
-    AppendResult, BatchStream, EventStore, EventStream, ExpectedVersion, ReadAll, StreamEvents,
-    classify_stored, validate_batch, validate_members,
+    AppendOutcome, AppendResult, BatchStream, EventStore, EventStream, ExpectedVersion, ReadAll,
+    StreamEvents, classify_stored, validate_batch, validate_members,
 };
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{RecordedEvent, UncommittedEvent, same_str};
@@ -359,7 +359,8 @@ impl InMemoryEventStore {
         aggregate_id: Uuid,
         expected: ExpectedVersion,
         incoming: Incoming<'_>,
-    ) -> Result<AppendResult, StoreError> {
+        hand_back: HandBack,
+    ) -> Result<(AppendResult, AppendOutcome), StoreError> {
         let events: &[UncommittedEvent] = match &incoming {
             Incoming::Borrowed(events) => events,
             Incoming::Taken(events) => events,
@@ -389,7 +390,7 @@ impl InMemoryEventStore {
             // A retry of a stored batch is idempotent even with a stale expectation.
             return match stored_batch(&inner.log, &inner.ids, aggregate_type, aggregate_id, events)?
             {
-                Some(stored) => Ok(AppendResult::retried(actual, stored)),
+                Some(stored) => Ok(with_outcome(AppendResult::retried(actual, stored))),
                 None => Err(ConcurrencyError {
                     aggregate_type: aggregate_type.to_owned(),
                     aggregate_id,
@@ -400,11 +401,11 @@ impl InMemoryEventStore {
             };
         }
         let Some(first_event) = events.first() else {
-            return Ok(AppendResult {
+            return Ok(with_outcome(AppendResult {
                 new_version: actual,
                 events: Vec::new(),
                 already_stored: false,
-            });
+            }));
         };
         // Check the ids first. An id greater than every id before it, stored or earlier
         // in the batch, is new without a lookup: the common case (v7 ids). Any other id
@@ -429,7 +430,7 @@ impl InMemoryEventStore {
                     aggregate_id,
                     events,
                 )? {
-                    Some(stored) => Ok(AppendResult::retried(actual, stored)),
+                    Some(stored) => Ok(with_outcome(AppendResult::retried(actual, stored))),
                     // classify_stored refuses a batch that repeats a stored id
                     // without being a retry.
                     None => Err(StoreError::Corrupt {
@@ -464,7 +465,10 @@ impl InMemoryEventStore {
                 });
             }
         }
-        let mut recorded = Vec::with_capacity(events.len());
+        let mut recorded = match hand_back {
+            HandBack::Events => Vec::with_capacity(events.len()),
+            HandBack::Nothing => Vec::new(),
+        };
         inner.log.reserve(events.len());
         if in_order {
             // Every id follows the one before it: the batch extends the ordered runs at
@@ -485,8 +489,10 @@ impl InMemoryEventStore {
                 position,
                 stored_at,
             });
-            inner.log.push(Arc::clone(&record));
-            recorded.push(record);
+            if let HandBack::Events = hand_back {
+                recorded.push(Arc::clone(&record));
+            }
+            inner.log.push(record);
         };
         match incoming {
             Incoming::Borrowed(events) => {
@@ -508,12 +514,35 @@ impl InMemoryEventStore {
         if Arc::strong_count(&self.appended) > 1 {
             self.appended.notify_waiters();
         }
-        Ok(AppendResult {
+        let outcome = AppendOutcome {
             new_version: actual + count,
+            count,
+            first_position: first,
+            last_position: first + count - 1,
+            already_stored: false,
+        };
+        let result = AppendResult {
+            new_version: outcome.new_version,
             events: recorded,
             already_stored: false,
-        })
+        };
+        Ok((result, outcome))
     }
+}
+
+/// Whether an append hands the stored events back to its caller.
+#[derive(Clone, Copy)]
+enum HandBack {
+    /// In [`AppendResult::events`].
+    Events,
+    /// Only the [`AppendOutcome`] (the events of a retry are handed back all the same).
+    Nothing,
+}
+
+/// `result` with its outcome.
+fn with_outcome(result: AppendResult) -> (AppendResult, AppendOutcome) {
+    let outcome = result.outcome();
+    (result, outcome)
 }
 
 #[async_trait]
@@ -530,7 +559,9 @@ impl EventStore for InMemoryEventStore {
             aggregate_id,
             expected,
             Incoming::Borrowed(events),
+            HandBack::Events,
         )
+        .map(|(result, _)| result)
     }
 
     async fn append_taking(
@@ -540,15 +571,34 @@ impl EventStore for InMemoryEventStore {
         expected: ExpectedVersion,
         events: &mut Vec<UncommittedEvent>,
     ) -> Result<AppendResult, StoreError> {
-        let result = self.append_now(
+        let (result, _) = self.append_now(
             aggregate_type,
             aggregate_id,
             expected,
             Incoming::Taken(&mut *events),
+            HandBack::Events,
         )?;
         // Moved out already, unless the batch was a retry of stored events.
         events.clear();
         Ok(result)
+    }
+
+    async fn append_taking_outcome(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &mut Vec<UncommittedEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let (_, outcome) = self.append_now(
+            aggregate_type,
+            aggregate_id,
+            expected,
+            Incoming::Taken(&mut *events),
+            HandBack::Nothing,
+        )?;
+        events.clear();
+        Ok(outcome)
     }
 
     async fn read_stream(

@@ -92,6 +92,46 @@ impl AppendResult {
     pub fn global_position(&self) -> u64 {
         self.events.last().map_or(0, |event| event.position)
     }
+
+    /// What the append did, without the events.
+    pub fn outcome(&self) -> AppendOutcome {
+        AppendOutcome {
+            new_version: self.new_version,
+            count: self.events.len() as u64,
+            first_position: self.events.first().map_or(0, |event| event.position),
+            last_position: self.global_position(),
+            already_stored: self.already_stored,
+        }
+    }
+}
+
+/// What an append did, without the stored events: the stream's new version and the global
+/// positions of the batch. [`AggregateRepository::save`](crate::AggregateRepository::save)
+/// returns one; [`EventStore::append_taking_outcome`] is the append that gives it.
+///
+/// A batch's positions increase from its first event to its last, but need not be
+/// consecutive (a database may skip numbers that a refused insert had drawn).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The stream's version after the append.
+    pub new_version: u64,
+    /// How many events the batch had (stored now, or found stored before by a retry).
+    pub count: u64,
+    /// The global position of the batch's first event (0 for an empty batch).
+    pub first_position: u64,
+    /// The global position of the batch's last event (0 for an empty batch).
+    pub last_position: u64,
+    /// `true` when every event of the batch was already stored (an idempotent retry):
+    /// nothing was written, and the positions are those of the events stored before.
+    pub already_stored: bool,
+}
+
+impl AppendOutcome {
+    /// The global position of the last event of the batch (0 for an empty batch), as
+    /// [`AppendResult::global_position`].
+    pub fn global_position(&self) -> u64 {
+        self.last_position
+    }
 }
 
 /// Events of one stream and the stream's version.
@@ -256,6 +296,26 @@ pub trait EventStore: Send + Sync {
             .await?;
         events.clear();
         Ok(result)
+    }
+
+    /// [`append_taking`](Self::append_taking) for a caller that needs only the outcome,
+    /// not the stored events: [`AggregateRepository::save`](crate::AggregateRepository::save)
+    /// appends through it when it has no bus to publish to. A store that keeps the events
+    /// themselves (the in-memory store) then does not hand each one back, which costs a
+    /// reference count and a slot per event; the default calls `append_taking`.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append); `events` is left as it was on any error.
+    async fn append_taking_outcome(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &mut Vec<UncommittedEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        self.append_taking(aggregate_type, aggregate_id, expected, events)
+            .await
+            .map(|result| result.outcome())
     }
 
     /// Reads the stream's events whose version is greater than `after_version`
@@ -628,6 +688,22 @@ macro_rules! forward_store {
                 Self: 'async_trait,
             {
                 (**self).append_taking(aggregate_type, aggregate_id, expected, events)
+            }
+
+            fn append_taking_outcome<'life0, 'life1, 'life2, 'async_trait>(
+                &'life0 self,
+                aggregate_type: &'life1 str,
+                aggregate_id: Uuid,
+                expected: ExpectedVersion,
+                events: &'life2 mut Vec<UncommittedEvent>,
+            ) -> StoreFuture<'async_trait, AppendOutcome>
+            where
+                'life0: 'async_trait,
+                'life1: 'async_trait,
+                'life2: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).append_taking_outcome(aggregate_type, aggregate_id, expected, events)
             }
 
             fn read_stream<'life0, 'life1, 'async_trait>(
