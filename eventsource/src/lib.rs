@@ -96,8 +96,8 @@ pub use registry::{EventRegistration, EventRegistry, check_registry};
 pub use repository::AggregateRepository;
 pub use snapshot::{InMemorySnapshotStore, Snapshot, SnapshotStore};
 pub use store::{
-    AppendOutcome, AppendResult, EventStore, ExpectedVersion, InMemoryEventStore, ReadAll,
-    StreamEvents,
+    AppendOutcome, AppendResult, EventPage, EventStore, ExpectedVersion, InMemoryEventStore,
+    ReadAll, StreamEvents,
 };
 #[cfg(feature = "postgres")]
 pub use store::{

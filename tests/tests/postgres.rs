@@ -95,7 +95,7 @@ impl EventStore for TempSchema {
         q: &ReadAll,
         after: u64,
         max: usize,
-    ) -> Result<Vec<Arc<eventsource::RecordedEvent>>, StoreError> {
+    ) -> Result<eventsource::EventPage, StoreError> {
         self.store.read_all_batch(q, after, max).await
     }
     async fn stream_version(&self, t: &str, id: Uuid) -> Result<u64, StoreError> {

@@ -62,7 +62,7 @@ impl EventStore for TempStore {
         query: &ReadAll,
         after: u64,
         max: usize,
-    ) -> Result<Vec<Arc<eventsource::RecordedEvent>>, eventsource::StoreError> {
+    ) -> Result<eventsource::EventPage, eventsource::StoreError> {
         self.store.read_all_batch(query, after, max).await
     }
     fn read_all_batches(&self, query: ReadAll) -> eventsource::store::BatchStream<'_> {

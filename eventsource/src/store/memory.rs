@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::{Context, Poll};
@@ -13,8 +14,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
-    AppendOutcome, AppendResult, BatchStream, EventStore, EventStream, ExpectedVersion, ReadAll,
-    StreamEvents, classify_stored, validate_batch, validate_members,
+    AppendOutcome, AppendResult, BatchStream, EventPage, EventStore, EventStream, ExpectedVersion,
+    ReadAll, StreamEvents, classify_stored, validate_batch, validate_members,
 };
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{RecordedEvent, UncommittedEvent, same_str};
@@ -161,7 +162,7 @@ impl EventIds {
     }
 
     /// The position of `id`, if it is stored (`log` is the store's log).
-    fn position(&self, log: &[Arc<RecordedEvent>], id: Uuid) -> Option<u64> {
+    fn position(&self, log: &Log, id: Uuid) -> Option<u64> {
         if self.is_new(id) {
             return None;
         }
@@ -213,10 +214,100 @@ impl EventIds {
     }
 }
 
+/// How many events a sealed block of the log holds: pages of the log never cross a block,
+/// and the crate's page sizes (500 for projections, 5,000 for reads) divide or are
+/// multiples of it.
+const BLOCK: usize = 1000;
+
+/// The global log: sealed blocks of [`BLOCK`] events each, then the open tail (always
+/// shorter than a block). An event's index is its position - 1.
+///
+/// A sealed block never changes again, so a page of it is handed out as one shared
+/// reference to the block: a reader that takes the events by reference touches no event's
+/// reference count, which would otherwise be a write to every stored record it reads.
+#[derive(Default)]
+struct Log {
+    sealed: Vec<Arc<[Arc<RecordedEvent>]>>,
+    tail: Vec<Arc<RecordedEvent>>,
+}
+
+impl Log {
+    fn len(&self) -> usize {
+        self.sealed.len() * BLOCK + self.tail.len()
+    }
+
+    fn get(&self, index: usize) -> Option<&Arc<RecordedEvent>> {
+        match self.sealed.get(index / BLOCK) {
+            Some(block) => block.get(index % BLOCK),
+            None => self.tail.get(index.checked_sub(self.sealed.len() * BLOCK)?),
+        }
+    }
+
+    /// Appends `event`, sealing the tail once it holds a block.
+    fn push(&mut self, event: Arc<RecordedEvent>) {
+        self.tail.push(event);
+        if self.tail.len() == BLOCK {
+            let full = std::mem::replace(&mut self.tail, Vec::with_capacity(BLOCK));
+            self.sealed.push(full.into());
+        }
+    }
+
+    /// The events at the indexes `range` (cut to the log), as one slice per block.
+    fn slices(&self, range: Range<usize>) -> impl Iterator<Item = &[Arc<RecordedEvent>]> {
+        let end = range.end.min(self.len());
+        let mut start = range.start.min(end);
+        std::iter::from_fn(move || {
+            let block = start / BLOCK;
+            let events: &[Arc<RecordedEvent>] = match self.sealed.get(block) {
+                Some(sealed) => sealed,
+                None => &self.tail,
+            };
+            let offset = start - block * BLOCK;
+            let part = events.get(offset..(offset + end - start).min(events.len()))?;
+            if part.is_empty() {
+                return None;
+            }
+            start += part.len();
+            Some(part)
+        })
+    }
+
+    /// Every event from the index `start` on.
+    fn iter_from(&self, start: usize) -> impl Iterator<Item = &Arc<RecordedEvent>> {
+        self.slices(start..usize::MAX).flatten()
+    }
+
+    /// Up to `max` events from the index `start`, never across a block: a shared
+    /// reference to a sealed block, or copies of the tail's references.
+    fn page(&self, start: usize, max: usize) -> EventPage {
+        let start = start.min(self.len());
+        let block = start / BLOCK;
+        let offset = start - block * BLOCK;
+        match self.sealed.get(block) {
+            Some(sealed) => {
+                EventPage::shared(Arc::clone(sealed), offset..(offset + max).min(BLOCK))
+            }
+            None => self
+                .slices(start..start.saturating_add(max))
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+        }
+    }
+
+    fn to_vec(&self) -> Vec<Arc<RecordedEvent>> {
+        let mut events = Vec::with_capacity(self.len());
+        self.slices(0..usize::MAX)
+            .for_each(|part| events.extend_from_slice(part));
+        events
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     /// The global log; an event's position is its index + 1.
-    log: Vec<Arc<RecordedEvent>>,
+    log: Log,
     /// Streams by aggregate id.
     streams: IdMap<Streams>,
     /// Where every stored event id is.
@@ -229,19 +320,18 @@ impl Inner {
     }
 
     /// Up to `max` events of the log after `after` that `query` accepts.
-    fn page(&self, query: &ReadAll, after: u64, max: usize) -> Vec<Arc<RecordedEvent>> {
-        let start = usize::try_from(after)
-            .unwrap_or(usize::MAX)
-            .min(self.log.len());
-        let tail = &self.log[start..];
+    fn page(&self, query: &ReadAll, after: u64, max: usize) -> EventPage {
+        let start = usize::try_from(after).unwrap_or(usize::MAX);
         if query.aggregate_types.is_empty() && query.tenant_id.is_none() {
-            tail[..max.min(tail.len())].to_vec()
+            self.log.page(start, max)
         } else {
-            tail.iter()
+            self.log
+                .iter_from(start)
                 .filter(|event| query.accepts(event))
                 .take(max)
                 .cloned()
-                .collect()
+                .collect::<Vec<_>>()
+                .into()
         }
     }
 }
@@ -249,7 +339,7 @@ impl Inner {
 /// The stored events of a batch that is a retry, `None` when no id of it is stored;
 /// an error for a batch that repeats stored ids without being a retry.
 fn stored_batch(
-    log: &[Arc<RecordedEvent>],
+    log: &Log,
     ids: &EventIds,
     aggregate_type: &str,
     aggregate_id: Uuid,
@@ -323,7 +413,7 @@ impl InMemoryEventStore {
 
     /// Every event, in global order.
     pub fn all_events(&self) -> Vec<Arc<RecordedEvent>> {
-        self.read().log.clone()
+        self.read().log.to_vec()
     }
 
     /// The ids of every aggregate with events, in the order their first event was stored.
@@ -332,7 +422,7 @@ impl InMemoryEventStore {
         let mut seen = IdMap::default();
         inner
             .log
-            .iter()
+            .iter_from(0)
             .filter(|event| seen.insert(event.envelope.aggregate_id, ()).is_none())
             .map(|event| event.envelope.aggregate_id)
             .collect()
@@ -469,7 +559,6 @@ impl InMemoryEventStore {
             HandBack::Events => Vec::with_capacity(events.len()),
             HandBack::Nothing => Vec::new(),
         };
-        inner.log.reserve(events.len());
         if in_order {
             // Every id follows the one before it: the batch extends the ordered runs at
             // once, with no work per event.
@@ -478,8 +567,10 @@ impl InMemoryEventStore {
         // Each event is moved from the caller's vector straight into its stored record
         // (a struct literal in `Arc::new`), its version set where it lies first: a moved
         // envelope is copied once, not once per step.
+        let mut next = first;
         let mut store = |event: UncommittedEvent| {
-            let position = inner.log.len() as u64 + 1;
+            let position = next;
+            next += 1;
             if !in_order {
                 inner.ids.insert(event.envelope.event_id, position);
             }
@@ -621,12 +712,14 @@ impl EventStore for InMemoryEventStore {
             let range = usize::try_from(run.first - 1 + skip)
                 .ok()
                 .zip(usize::try_from(run.first - 1 + run.len).ok())
-                .and_then(|(start, end)| inner.log.get(start..end))
+                .filter(|(_, end)| *end <= inner.log.len())
                 .ok_or_else(|| StoreError::Corrupt {
                     position: run.first + skip,
                     reason: "a stream names a position the log does not have".into(),
                 })?;
-            events.extend_from_slice(range);
+            for part in inner.log.slices(range.0..range.1) {
+                events.extend_from_slice(part);
+            }
             skip = 0;
         }
         Ok(StreamEvents {
@@ -640,7 +733,7 @@ impl EventStore for InMemoryEventStore {
         query: &ReadAll,
         after: u64,
         max: usize,
-    ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+    ) -> Result<EventPage, StoreError> {
         Ok(self.read().page(query, after, max))
     }
 
@@ -651,7 +744,7 @@ impl EventStore for InMemoryEventStore {
     fn read_all(&self, query: ReadAll) -> EventStream<'_> {
         Box::pin(Events {
             pages: Pages::new(self, query),
-            page: Vec::new().into_iter(),
+            page: EventPage::default().into_iter(),
         })
     }
 
@@ -703,7 +796,7 @@ impl<'a> Pages<'a> {
     }
 
     /// The next page; empty once the reader has caught up or reached the limit.
-    fn next_page(&mut self) -> Vec<Arc<RecordedEvent>> {
+    fn next_page(&mut self) -> EventPage {
         let max = match self.remaining {
             Some(left) => usize::try_from(left)
                 .unwrap_or(usize::MAX)
@@ -712,7 +805,7 @@ impl<'a> Pages<'a> {
         };
         if self.done || max == 0 {
             self.done = true;
-            return Vec::new();
+            return EventPage::default();
         }
         let page = self.store.read().page(&self.query, self.after, max);
         match page.last() {
@@ -729,7 +822,7 @@ impl<'a> Pages<'a> {
 }
 
 impl futures_core::Stream for Pages<'_> {
-    type Item = Result<Vec<Arc<RecordedEvent>>, StoreError>;
+    type Item = Result<EventPage, StoreError>;
 
     fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let page = self.get_mut().next_page();
@@ -740,7 +833,7 @@ impl futures_core::Stream for Pages<'_> {
 /// [`InMemoryEventStore::read_all`]: the events of [`Pages`], one at a time.
 struct Events<'a> {
     pages: Pages<'a>,
-    page: std::vec::IntoIter<Arc<RecordedEvent>>,
+    page: super::page::IntoIter,
 }
 
 impl futures_core::Stream for Events<'_> {
@@ -954,14 +1047,15 @@ mod tests {
         append(&store, "Ledger", b, 2).await;
         append(&store, ACCOUNT, b, 4).await;
 
-        let pages: Vec<Vec<Arc<RecordedEvent>>> = store
+        let pages: Vec<EventPage> = store
             .read_all_batches(ReadAll::after(1).batch_size(3).limit(8))
             .try_collect()
             .await
             .unwrap();
-        let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+        let sizes: Vec<usize> = pages.iter().map(|page| page.len()).collect();
         assert_eq!(sizes, [3, 3, 2]);
-        assert_eq!(positions(&pages.concat()), (2..=9).collect::<Vec<_>>());
+        let events: Vec<Arc<RecordedEvent>> = pages.into_iter().flatten().collect();
+        assert_eq!(positions(&events), (2..=9).collect::<Vec<_>>());
 
         let all: Vec<Arc<RecordedEvent>> = store
             .read_all(ReadAll::from_start().batch_size(2))
@@ -983,6 +1077,95 @@ mod tests {
             .await
             .unwrap();
         assert!(none.is_empty());
+    }
+
+    /// The log is kept in sealed blocks and an open tail. Every read sees one log in
+    /// position order across the blocks; a page never crosses a block, and a page of a
+    /// sealed block lends the block's events instead of counting a reference to each.
+    #[tokio::test]
+    async fn the_log_reads_as_one_across_its_blocks_and_lends_sealed_pages() {
+        let store = InMemoryEventStore::new();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        // Two streams interleaved in batches that straddle the block boundaries.
+        for _ in 0..7 {
+            append(&store, ACCOUNT, a, 230).await;
+            append(&store, "Ledger", b, 120).await;
+        }
+        let total = 7 * 350;
+        assert_eq!(store.event_count(), total);
+        let every: Vec<u64> = (1..=total as u64).collect();
+
+        let pages: Vec<EventPage> = store
+            .read_all_batches(ReadAll::from_start().batch_size(700))
+            .try_collect()
+            .await
+            .unwrap();
+        let sizes: Vec<usize> = pages.iter().map(|page| page.len()).collect();
+        assert_eq!(sizes, [700, 300, 700, 300, 450], "no page crosses a block");
+        // Sealed pages lend the log's own references; the tail's page holds copies.
+        assert_eq!(Arc::strong_count(&pages[0][0]), 1);
+        assert_eq!(Arc::strong_count(&pages[3][299]), 1);
+        assert_eq!(Arc::strong_count(&pages[4][0]), 2);
+        let events: Vec<Arc<RecordedEvent>> =
+            pages.iter().flat_map(|page| page.iter().cloned()).collect();
+        assert_eq!(positions(&events), every);
+        assert_eq!(positions(&store.all_events()), every);
+
+        let all: Vec<Arc<RecordedEvent>> = store
+            .read_all(ReadAll::after(999).batch_size(5000))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(positions(&all), every[999..]);
+        let page = store
+            .read_all_batch(&ReadAll::default(), 1998, 10)
+            .await
+            .unwrap();
+        assert_eq!(positions(&page), [1999, 2000], "cut at the block's end");
+        let past = store
+            .read_all_batch(&ReadAll::default(), total as u64 + 5, 10)
+            .await
+            .unwrap();
+        assert!(past.is_empty());
+
+        let ledgers: Vec<Arc<RecordedEvent>> = store
+            .read_all(
+                ReadAll::from_start()
+                    .aggregate_type("Ledger")
+                    .batch_size(333),
+            )
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(ledgers.len(), 7 * 120);
+        assert!(ledgers.iter().all(|event| event.aggregate_id() == b));
+        assert!(ledgers.windows(2).all(|w| w[0].position < w[1].position));
+
+        for (id, stream_type, count) in [(a, ACCOUNT, 7 * 230), (b, "Ledger", 7 * 120)] {
+            let stream = store.read_stream(stream_type, id, 0).await.unwrap();
+            assert_eq!(versions(&stream.events), (1..=count).collect::<Vec<u64>>());
+            let rest = store.read_stream(stream_type, id, 500).await.unwrap();
+            assert_eq!(versions(&rest.events), (501..=count).collect::<Vec<u64>>());
+        }
+        for event in [&events[0], &events[999], &events[1000], &events[total - 1]] {
+            assert!(store.event_exists(event.event_id()).await.unwrap());
+        }
+        // A retry of a batch stored across a block boundary is recognised.
+        let stored = store.read_stream("Ledger", b, 600).await.unwrap();
+        let retry: Vec<UncommittedEvent> = stored.events[..120]
+            .iter()
+            .map(|event| UncommittedEvent {
+                envelope: event.envelope.clone(),
+                payload: event.payload.clone(),
+            })
+            .collect();
+        assert!(stored.events[0].position < 2000 && stored.events[119].position > 2000);
+        let again = store
+            .append("Ledger", b, ExpectedVersion::Any, &retry)
+            .await
+            .unwrap();
+        assert!(again.already_stored);
+        assert_eq!(store.event_count(), total);
     }
 
     #[tokio::test]

@@ -14,12 +14,14 @@ use crate::error::StoreError;
 use crate::event::{RecordedEvent, UncommittedEvent};
 
 mod memory;
+pub mod page;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use memory::InMemoryEventStore;
+pub use page::EventPage;
 #[cfg(feature = "postgres")]
 pub use postgres::{
     OutboxCounts, OutboxRelay, PostgresCheckpointRepository, PostgresDlqRepository,
@@ -235,8 +237,7 @@ pub type EventStream<'a> =
     Pin<Box<dyn Stream<Item = Result<Arc<RecordedEvent>, StoreError>> + Send + 'a>>;
 
 /// An async stream of pages of stored events.
-pub type BatchStream<'a> =
-    Pin<Box<dyn Stream<Item = Result<Vec<Arc<RecordedEvent>>, StoreError>> + Send + 'a>>;
+pub type BatchStream<'a> = Pin<Box<dyn Stream<Item = Result<EventPage, StoreError>> + Send + 'a>>;
 
 /// Durable, ordered storage of event streams with optimistic concurrency and one global log.
 ///
@@ -341,7 +342,7 @@ pub trait EventStore: Send + Sync {
         query: &ReadAll,
         after: u64,
         max: usize,
-    ) -> Result<Vec<Arc<RecordedEvent>>, StoreError>;
+    ) -> Result<EventPage, StoreError>;
 
     /// The stream's version (0 when it does not exist).
     ///
@@ -725,7 +726,7 @@ macro_rules! forward_store {
                 query: &'life1 ReadAll,
                 after: u64,
                 max: usize,
-            ) -> StoreFuture<'async_trait, Vec<Arc<RecordedEvent>>>
+            ) -> StoreFuture<'async_trait, EventPage>
             where
                 'life0: 'async_trait,
                 'life1: 'async_trait,

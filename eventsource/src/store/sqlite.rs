@@ -28,8 +28,8 @@ use tokio::sync::{Mutex, MutexGuard, Notify};
 use uuid::Uuid;
 
 use super::{
-    AppendResult, BatchStream, EventStore, EventStream, ExpectedVersion, ReadAll, StreamEvents,
-    classify_stored, refuse_nul, validate_batch,
+    AppendResult, BatchStream, EventPage, EventStore, EventStream, ExpectedVersion, ReadAll,
+    StreamEvents, classify_stored, refuse_nul, validate_batch,
 };
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{EventEnvelope, Payload, RecordedEvent, UncommittedEvent};
@@ -1285,14 +1285,14 @@ impl EventStore for SqliteEventStore {
         query: &ReadAll,
         after: u64,
         max: usize,
-    ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+    ) -> Result<EventPage, StoreError> {
         let types = types_filter(query)?;
         let page = sqlx::query(READ_PAGE)
             .bind(to_i64(after, "position")?)
             .bind(types)
             .bind(query.tenant_id.clone())
             .bind(i64::try_from(max).unwrap_or(i64::MAX));
-        fetch_events(page, &self.reader).await
+        fetch_events(page, &self.reader).await.map(EventPage::from)
     }
 
     fn read_all_batches(&self, query: ReadAll) -> BatchStream<'_> {
@@ -1474,7 +1474,7 @@ impl Pages {
 }
 
 impl futures_core::Stream for Pages {
-    type Item = Result<Vec<Arc<RecordedEvent>>, StoreError>;
+    type Item = Result<EventPage, StoreError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -1499,7 +1499,7 @@ impl futures_core::Stream for Pages {
         }
         match raw.decode() {
             Ok(page) if page.is_empty() => Poll::Ready(None),
-            Ok(page) => Poll::Ready(Some(Ok(page))),
+            Ok(page) => Poll::Ready(Some(Ok(page.into()))),
             Err(error) => {
                 this.next = None;
                 Poll::Ready(Some(Err(error)))

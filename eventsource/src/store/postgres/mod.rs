@@ -21,8 +21,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
-    AppendResult, ContextColumns, ContextReader, EventStore, EventStream, ExpectedVersion, ReadAll,
-    StreamEvents, classify_stored, refuse_nul, validate_batch,
+    AppendResult, ContextColumns, ContextReader, EventPage, EventStore, EventStream,
+    ExpectedVersion, ReadAll, StreamEvents, classify_stored, refuse_nul, validate_batch,
 };
 use crate::error::{ConcurrencyError, StoreError};
 use crate::event::{EventEnvelope, Payload, RecordedEvent, UncommittedEvent};
@@ -1106,10 +1106,11 @@ impl EventStore for PostgresEventStore {
         query: &ReadAll,
         after: u64,
         max: usize,
-    ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+    ) -> Result<EventPage, StoreError> {
         let types = (!query.aggregate_types.is_empty()).then_some(&query.aggregate_types);
         self.fetch_page(after, types, query.tenant_id.as_deref(), max)
             .await
+            .map(EventPage::from)
     }
 
     /// Reads ahead: the next page is requested as soon as the current one has arrived,
