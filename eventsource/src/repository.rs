@@ -213,9 +213,9 @@ impl<A: Aggregate, S: EventStore> AggregateRepository<A, S> {
     /// bus (if any) and clears them. With nothing uncommitted it does nothing.
     ///
     /// Returns the [`AppendOutcome`]: the new version and the global positions of the
-    /// events, not the stored events themselves (the store does not hand them back, which
-    /// spares a reference count per event; read them with
-    /// [`EventStore::read_stream`] or follow the log when they are needed).
+    /// events, not the stored events themselves. Without a bus the store does not hand
+    /// them back at all, which spares a reference count per event; read them with
+    /// [`EventStore::read_stream`] or follow the log when they are needed.
     ///
     /// # Errors
     /// A [conflict](RepositoryError::is_conflict) when someone saved the aggregate in

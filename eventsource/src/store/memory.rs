@@ -214,9 +214,9 @@ impl EventIds {
     }
 }
 
-/// How many events a sealed block of the log holds: pages of the log never cross a block,
-/// and the crate's page sizes (500 for projections, 5,000 for reads) divide or are
-/// multiples of it.
+/// How many events a sealed block of the log holds. An unfiltered page never crosses a
+/// block (a page asked for more ends at the block's end), so pages of the crate's sizes
+/// (500 for projections, 5,000 for reads, cut to 1,000) line up with the blocks.
 const BLOCK: usize = 1000;
 
 /// The global log: sealed blocks of [`BLOCK`] events each, then the open tail (always
@@ -285,7 +285,7 @@ impl Log {
         let offset = start - block * BLOCK;
         match self.sealed.get(block) {
             Some(sealed) => {
-                EventPage::shared(Arc::clone(sealed), offset..(offset + max).min(BLOCK))
+                EventPage::shared(Arc::clone(sealed), offset..offset + max.min(BLOCK - offset))
             }
             None => self
                 .slices(start..start.saturating_add(max))
@@ -1117,6 +1117,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(positions(&all), every[999..]);
+        // However large the page asked for, from inside a block or not.
+        for after in [0, 1, 999, 1000, 1999] {
+            let all: Vec<Arc<RecordedEvent>> = store
+                .read_all(ReadAll::after(after).batch_size(usize::MAX))
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(positions(&all), every[after as usize..], "after {after}");
+            let page = store
+                .read_all_batch(&ReadAll::default(), after, usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(page.first().map(|e| e.position), Some(after + 1));
+        }
         let page = store
             .read_all_batch(&ReadAll::default(), 1998, 10)
             .await

@@ -305,6 +305,9 @@ pub trait EventStore: Send + Sync {
     /// themselves (the in-memory store) then does not hand each one back, which costs a
     /// reference count and a slot per event; the default calls `append_taking`.
     ///
+    /// On success `events` is left empty (also for an idempotent retry), as with
+    /// `append_taking`.
+    ///
     /// # Errors
     /// As [`append`](Self::append); `events` is left as it was on any error.
     async fn append_taking_outcome(
@@ -332,8 +335,9 @@ pub trait EventStore: Send + Sync {
     ) -> Result<StreamEvents, StoreError>;
 
     /// One page of the global log: up to `max` events accepted by `query`'s filters whose
-    /// position is greater than `after`, in position order. An empty page means the
-    /// reader has caught up.
+    /// position is greater than `after`, in position order. A page may hold fewer than
+    /// `max` events while more follow (the in-memory store ends a page where a block of its
+    /// log ends); only an empty page means the reader has caught up.
     ///
     /// # Errors
     /// Backend and decode errors.

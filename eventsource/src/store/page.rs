@@ -76,6 +76,12 @@ impl From<Vec<Arc<RecordedEvent>>> for EventPage {
     }
 }
 
+impl From<EventPage> for Vec<Arc<RecordedEvent>> {
+    fn from(page: EventPage) -> Self {
+        page.into_vec()
+    }
+}
+
 impl fmt::Debug for EventPage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.as_slice()).finish()
@@ -104,10 +110,10 @@ impl IntoIterator for EventPage {
 }
 
 /// The events of an [`EventPage`], by value.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct IntoIter(Iter);
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Iter {
     Owned(std::vec::IntoIter<Arc<RecordedEvent>>),
     Shared {
@@ -137,6 +143,22 @@ impl Iterator for IntoIter {
         }
     }
 }
+
+impl DoubleEndedIterator for IntoIter {
+    fn next_back(&mut self) -> Option<Arc<RecordedEvent>> {
+        match &mut self.0 {
+            Iter::Owned(events) => events.next_back(),
+            Iter::Shared { block, range } => {
+                let index = range.next_back()?;
+                block.get(index).cloned()
+            }
+        }
+    }
+}
+
+impl ExactSizeIterator for IntoIter {}
+
+impl std::iter::FusedIterator for IntoIter {}
 
 #[cfg(test)]
 mod tests {
@@ -182,6 +204,10 @@ mod tests {
         assert_eq!(Arc::strong_count(&block[2]), 1);
         let taken: Vec<Arc<RecordedEvent>> = page.clone().into_iter().collect();
         assert_eq!(positions(&taken), [3, 4, 5]);
+        let mut iter = page.clone().into_iter();
+        assert_eq!(iter.len(), 3);
+        assert_eq!(iter.next_back().map(|e| e.position), Some(5));
+        assert_eq!(positions(&iter.collect::<Vec<_>>()), [3, 4]);
         assert_eq!(Arc::strong_count(&block[2]), 2);
         assert_eq!(positions(&page.into_vec()), [3, 4, 5]);
     }
