@@ -117,6 +117,11 @@ fn versions(events: &[Arc<RecordedEvent>]) -> Vec<u64> {
     events.iter().map(|e| e.aggregate_version()).collect()
 }
 
+/// The ids of uncommitted events, in order.
+fn event_ids(events: &[UncommittedEvent]) -> Vec<Uuid> {
+    events.iter().map(|e| e.envelope.event_id).collect()
+}
+
 fn positions(events: &[Arc<RecordedEvent>]) -> Vec<u64> {
     events.iter().map(|e| e.position).collect()
 }
@@ -404,11 +409,11 @@ pub async fn append_taking_takes_the_events_only_once_stored<S: EventStore>(stor
     assert_eq!(stored.new_version, 3);
     assert_eq!(versions(&stored.events), [1, 2, 3]);
     let ids: Vec<Uuid> = stored.events.iter().map(|e| e.event_id()).collect();
-    let sent: Vec<Uuid> = batch.iter().map(|e| e.envelope.event_id).collect();
+    let sent = event_ids(&batch);
     assert_eq!(ids, sent);
 
     let mut refused = deposits(id, 0, 2);
-    let before: Vec<Uuid> = refused.iter().map(|e| e.envelope.event_id).collect();
+    let before = event_ids(&refused);
     expect_conflict(
         store
             .append_taking(TYPE, id, ExpectedVersion::Exact(0), &mut refused)
@@ -417,8 +422,11 @@ pub async fn append_taking_takes_the_events_only_once_stored<S: EventStore>(stor
         ExpectedVersion::Exact(0),
         3,
     );
-    let after: Vec<Uuid> = refused.iter().map(|e| e.envelope.event_id).collect();
-    assert_eq!(after, before, "a refused batch is left to the caller");
+    assert_eq!(
+        event_ids(&refused),
+        before,
+        "a refused batch is left to the caller"
+    );
 
     let mut retry = batch.clone();
     let again = store
@@ -474,7 +482,7 @@ pub async fn append_taking_outcome_reports_what_was_stored<S: EventStore>(store:
     assert_eq!(store.current_position().await.unwrap(), stored[2]);
 
     let mut refused = deposits(id, 0, 2);
-    let before: Vec<Uuid> = refused.iter().map(|e| e.envelope.event_id).collect();
+    let before = event_ids(&refused);
     expect_conflict(
         store
             .append_taking_outcome(TYPE, id, ExpectedVersion::Exact(0), &mut refused)
@@ -483,8 +491,11 @@ pub async fn append_taking_outcome_reports_what_was_stored<S: EventStore>(store:
         ExpectedVersion::Exact(0),
         3,
     );
-    let after: Vec<Uuid> = refused.iter().map(|e| e.envelope.event_id).collect();
-    assert_eq!(after, before, "a refused batch is left to the caller");
+    assert_eq!(
+        event_ids(&refused),
+        before,
+        "a refused batch is left to the caller"
+    );
 
     let mut retry = batch.clone();
     let again = store

@@ -621,6 +621,30 @@ impl InMemoryEventStore {
     }
 }
 
+impl InMemoryEventStore {
+    /// [`EventStore::append_taking`] and [`EventStore::append_taking_outcome`]: the events
+    /// are moved out of `events`, which is left empty on success.
+    fn append_taken(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        events: &mut Vec<UncommittedEvent>,
+        hand_back: HandBack,
+    ) -> Result<(AppendResult, AppendOutcome), StoreError> {
+        let appended = self.append_now(
+            aggregate_type,
+            aggregate_id,
+            expected,
+            Incoming::Taken(&mut *events),
+            hand_back,
+        )?;
+        // Moved out already, unless the batch was a retry of stored events.
+        events.clear();
+        Ok(appended)
+    }
+}
+
 /// Whether an append hands the stored events back to its caller.
 #[derive(Clone, Copy)]
 enum HandBack {
@@ -662,16 +686,14 @@ impl EventStore for InMemoryEventStore {
         expected: ExpectedVersion,
         events: &mut Vec<UncommittedEvent>,
     ) -> Result<AppendResult, StoreError> {
-        let (result, _) = self.append_now(
+        self.append_taken(
             aggregate_type,
             aggregate_id,
             expected,
-            Incoming::Taken(&mut *events),
+            events,
             HandBack::Events,
-        )?;
-        // Moved out already, unless the batch was a retry of stored events.
-        events.clear();
-        Ok(result)
+        )
+        .map(|(result, _)| result)
     }
 
     async fn append_taking_outcome(
@@ -681,15 +703,14 @@ impl EventStore for InMemoryEventStore {
         expected: ExpectedVersion,
         events: &mut Vec<UncommittedEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let (_, outcome) = self.append_now(
+        self.append_taken(
             aggregate_type,
             aggregate_id,
             expected,
-            Incoming::Taken(&mut *events),
+            events,
             HandBack::Nothing,
-        )?;
-        events.clear();
-        Ok(outcome)
+        )
+        .map(|(_, outcome)| outcome)
     }
 
     async fn read_stream(
